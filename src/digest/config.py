@@ -1,0 +1,267 @@
+"""Settings in layers: defaults <- digest.toml <- DIGEST_* environment <- command-line flags.
+
+Secrets (SENDGRID_API_KEY, DIGEST_SMTP_PASSWORD, DIGEST_UNSUBSCRIBE_SECRET) are never settings:
+they are read from the environment at the moment they are needed, so no Settings object, log,
+manifest or report can carry one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+CONFIG_NAME = "digest.toml"
+SECRET_ENV = ("SENDGRID_API_KEY", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A group of items in the email. An item lands in the first section that takes it."""
+
+    id: str
+    title: str
+    kinds: tuple[str, ...] = ()  # empty: any kind
+    featured: bool = False  # takes items marked `featured: true`
+    upcoming: bool = False  # takes events selected for their start date after the window
+
+
+DEFAULT_SECTIONS = (
+    Section("featured", "Featured", featured=True),
+    Section("upcoming", "Upcoming events", upcoming=True),
+    Section("news", "News and reports", kinds=("news", "report", "job")),
+    Section("events", "Events and webinars", kinds=("event", "webinar", "meeting", "workshop")),
+)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"  # starttls | ssl | none
+    user: str = ""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SendGridSettings:
+    host: str = "https://api.sendgrid.com"  # DIGEST_SENDGRID_HOST; the EU host or an emulator
+    batch_size: int = 1000
+    asm_group_id: int = 0  # 0: no unsubscribe group
+    sandbox: bool = False
+    categories: tuple[str, ...] = ("digest",)
+    timeout: float = 30.0
+    max_retries: int = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path  # folder of the config file; relative paths resolve against it
+    config_file: Path | None = None
+    name: str = "Mayors Innovation Project"
+    slug: str = "mayors-innovation"
+    sender: str = "Mayors Innovation Project <news@example.org>"
+    reply_to: str = ""
+    postal_address: str = ""
+    base_url: str = "https://example.org"
+    link_pattern: str = "{base_url}/news/{slug}"
+    view_url: str = "{base_url}/digest/{edition}"
+    unsubscribe_url: str = "{base_url}/unsubscribe?token={token}"
+    unsubscribe_mailto: str = ""
+    language: str = "en"
+    direction: str = "ltr"
+    timezone: str = "America/Chicago"
+    upcoming_days: int = 60
+    sections: tuple[Section, ...] = DEFAULT_SECTIONS
+    primary_color: str = "#1d4f91"
+    text_color: str = "#222222"
+    background_color: str = "#f4f4f4"
+    logo: str = ""
+    logo_alt: str = ""
+    content_dir: Path = Path("content")
+    templates_dir: Path = Path("templates")
+    build_dir: Path = Path("build")
+    outbox_dir: Path = Path("outbox")
+    ledger_path: Path = Path("ledger.sqlite3")
+    suppression_file: Path = Path("suppressions.csv")
+    backend: str = "outbox"
+    utm: bool = True
+    utm_source: str = "digest"
+    utm_medium: str = "email"
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    sendgrid: SendGridSettings = field(default_factory=SendGridSettings)
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else self.root / value
+
+
+_PATH_KEYS = {"content_dir", "templates_dir", "build_dir", "outbox_dir", "ledger_path", "suppression_file"}
+_NESTED = {"smtp": SmtpSettings, "sendgrid": SendGridSettings}
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def _coerce(where: str, key: str, value: Any, default: Any) -> Any:
+    """Turn a TOML or environment value into the type of the default, or say what is wrong."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in {"1", "true", "yes", "on"}:
+                    return True
+                if low in {"0", "false", "no", "off", ""}:
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if isinstance(default, int):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, Path):
+            return Path(str(value)).expanduser()
+        if isinstance(default, tuple) and key != "sections":
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        if isinstance(default, str):
+            if not isinstance(value, str | int | float):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError):
+        kind = type(default).__name__.replace("tuple", "list").replace("PosixPath", "path")
+        raise ConfigError(f"{where}: '{key}' must be a {kind} (got {value!r}); fix the value") from None
+    return value
+
+
+def _sections(where: str, raw: Any) -> tuple[Section, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{where}: 'sections' must be a list of [[sections]] tables; see README 'Configuration'")
+    out = []
+    for n, entry in enumerate(raw, 1):
+        if not isinstance(entry, dict) or "id" not in entry or "title" not in entry:
+            raise ConfigError(f"{where}: section {n} needs an 'id' and a 'title'")
+        unknown = set(entry) - {"id", "title", "kinds", "featured", "upcoming"}
+        if unknown:
+            raise ConfigError(f"{where}: section {entry['id']!r} has unknown keys {sorted(unknown)}; use id, title, kinds, featured, upcoming")
+        out.append(
+            Section(
+                id=str(entry["id"]),
+                title=str(entry["title"]),
+                kinds=tuple(str(k) for k in entry.get("kinds", ())),
+                featured=bool(entry.get("featured", False)),
+                upcoming=bool(entry.get("upcoming", False)),
+            )
+        )
+    return tuple(out)
+
+
+def _apply(base: Any, values: Mapping[str, Any], where: str) -> Any:
+    """Return `base` with `values` merged in, rejecting unknown keys with the list of known ones."""
+    known = {f.name for f in dataclasses.fields(base)} - {"root", "config_file"}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown setting '{key}'; known settings: {', '.join(sorted(known))}")
+        current = getattr(base, key)
+        if key in _NESTED:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: [{key}] must be a table")
+            changes[key] = _apply(current, value, f"{where} [{key}]")
+        elif key == "sections":
+            changes[key] = value if isinstance(value, tuple) else _sections(where, value)
+        else:
+            changes[key] = _coerce(where, key, value, current)
+    return dataclasses.replace(base, **changes)
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """DIGEST_NAME -> name, DIGEST_SMTP_HOST -> smtp.host. Secrets are skipped on purpose."""
+    out: dict[str, Any] = {}
+    top = {f.name for f in dataclasses.fields(Settings)} - {"root", "config_file", "sections", "smtp", "sendgrid"}
+    for var, value in env.items():
+        if not var.startswith("DIGEST_") or var in SECRET_ENV or var == "DIGEST_CONFIG":
+            continue
+        key = var[len("DIGEST_"):].lower()
+        for nested, cls in _NESTED.items():
+            prefix = nested + "_"
+            if key.startswith(prefix) and key[len(prefix):] in {f.name for f in dataclasses.fields(cls)}:
+                out.setdefault(nested, {})[key[len(prefix):]] = value
+                break
+        else:
+            if key in top:
+                out[key] = value
+    return out
+
+
+def find_config(explicit: str | Path | None, cwd: Path | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found; check --config, or run 'digest init' to create one")
+        return path.resolve()
+    candidate = (cwd or Path.cwd()) / CONFIG_NAME
+    return candidate.resolve() if candidate.is_file() else None
+
+
+def load_settings(
+    config: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build Settings from the four layers. `overrides` are the command-line flags (None = not given)."""
+    env = os.environ if env is None else env
+    path = find_config(config or env.get("DIGEST_CONFIG"), cwd)
+    root = path.parent if path else (cwd or Path.cwd()).resolve()
+    settings = Settings(root=root, config_file=path)
+    if path:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+        settings = _apply(settings, data, str(path))
+    env_values = _from_env(env)
+    if env_values:
+        settings = _apply(settings, env_values, "environment (DIGEST_*)")
+    if overrides:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = _apply(settings, given, "command line")
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    where = str(settings.config_file or "settings")
+    try:
+        zoneinfo.ZoneInfo(settings.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown time zone '{settings.timezone}'; use an IANA name such as 'America/Chicago'") from None
+    for key in ("primary_color", "text_color", "background_color"):
+        if not _HEX.match(getattr(settings, key)):
+            raise ConfigError(f"{where}: '{key}' must be a colour like '#1d4f91' (got {getattr(settings, key)!r})")
+    if settings.smtp.security not in {"starttls", "ssl", "none"}:
+        raise ConfigError(f"{where}: [smtp] security must be starttls, ssl or none (got {settings.smtp.security!r})")
+    if settings.backend not in {"outbox", "smtp", "sendgrid"}:
+        raise ConfigError(f"{where}: backend must be outbox, smtp or sendgrid (got {settings.backend!r})")
+    if not 1 <= settings.sendgrid.batch_size <= 1000:
+        raise ConfigError(f"{where}: [sendgrid] batch_size must be 1..1000 (SendGrid's limit per request)")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", settings.slug):
+        raise ConfigError(f"{where}: 'slug' must be lowercase letters, digits and dashes (got {settings.slug!r})")
+    if settings.upcoming_days < 0:
+        raise ConfigError(f"{where}: 'upcoming_days' must be 0 or more")
+    ids = [s.id for s in settings.sections]
+    if len(ids) != len(set(ids)):
+        raise ConfigError(f"{where}: section ids must be unique (got {ids})")

@@ -1,0 +1,48 @@
+"""The one small interface every backend implements, and what a batch send returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import DeliveryError
+from ..models import Build, Recipient
+
+
+@dataclass(frozen=True)
+class Personal:
+    """A recipient with the values filled into the placeholders of the build."""
+
+    recipient: Recipient
+    values: dict[str, str]  # name, email, unsubscribe_url, view_url (plain, unescaped)
+    headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe, List-Unsubscribe-Post
+
+
+@dataclass
+class BatchResult:
+    """Outcome of one batch. Every recipient of the batch is in exactly one list."""
+
+    sent: list[str] = field(default_factory=list)  # emails
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
+    provider_id: str = ""  # SendGrid X-Message-Id, SMTP queue id or the Maildir file name
+
+
+class OutcomeUnknown(DeliveryError):
+    """The request went out and no answer came: the batch may or may not have been delivered.
+
+    The ledger marks such a batch `unknown`, never re-sends it silently.
+    """
+
+
+class Backend(Protocol):
+    name: str
+    batch_size: int  # recipients per send_batch call
+
+    def open(self) -> None: ...
+
+    def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+        """Deliver one batch. Raise DeliveryError to stop the run (nothing in this batch was sent),
+        OutcomeUnknown when it cannot tell. `test` marks a --to test send (subject "[TEST] ...")."""
+        ...
+
+    def close(self) -> None: ...

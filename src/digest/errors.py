@@ -1,0 +1,86 @@
+"""The one error family: everything a user can cause is a DigestError, translated once in cli.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem at one place, with the fix: `path:line: message; fix`."""
+
+    path: str
+    line: int | None
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        text = f"{where}: {self.message}"
+        return f"{text}; {self.fix}" if self.fix else text
+
+
+class DigestError(Exception):
+    """Base of every error a user can cause. Its message is shown as is; exit code `exit_code`."""
+
+    exit_code = 1
+
+
+class ConfigError(DigestError):
+    """digest.toml or a DIGEST_* variable is wrong."""
+
+
+class UsageError(DigestError):
+    """Options that do not fit together (exit 2, like click's own usage errors)."""
+
+    exit_code = 2
+
+
+class ContentError(DigestError):
+    """The content folder has problems; all of them are listed at once."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        count = len(problems)
+        lines = "\n".join(str(p) for p in problems)
+        super().__init__(f"{lines}\n{count} problem{'s' if count != 1 else ''} in the content folder; nothing was built.")
+
+
+class EmptySelection(DigestError):
+    """No items in the window: a normal outcome with its own exit code, never an empty email."""
+
+    exit_code = 3
+
+
+class TemplateError(DigestError):
+    """A template failed to render or compile."""
+
+
+class RecipientsError(DigestError):
+    """The recipients file cannot be read at all (bad rows are skipped, not raised)."""
+
+
+class DeliveryError(DigestError):
+    """A backend could not deliver and the run must stop (bad key, bad request, server gone)."""
+
+
+class LedgerError(DigestError):
+    """The ledger refuses (edition content changed, unknown outcomes to decide, bad schema)."""
+
+
+class LockedError(DigestError):
+    """Another run of the same newsletter holds the lock."""
+
+    exit_code = 5
+
+
+class PartialFailure(DigestError):
+    """The run finished but some recipients failed or are unknown."""
+
+    exit_code = 4
+
+
+class CheckFailed(DigestError):
+    """`digest check` found a failing check; sends refuse to go on."""
+
+    exit_code = 6
