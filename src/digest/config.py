@@ -79,7 +79,7 @@ class Settings:
     language: str = "en"
     direction: str = "ltr"
     timezone: str = "America/Chicago"
-    upcoming_days: int = 60
+    upcoming_days: int = 90
     sections: tuple[Section, ...] = DEFAULT_SECTIONS
     primary_color: str = "#1d4f91"
     text_color: str = "#222222"
@@ -139,7 +139,8 @@ def _coerce(where: str, key: str, value: Any, default: Any) -> Any:
                 raise ValueError(value)
             return str(value)
     except (TypeError, ValueError):
-        kind = type(default).__name__.replace("tuple", "list").replace("PosixPath", "path")
+        kinds = {bool: "true or false", int: "whole number", float: "number", tuple: "list", str: "string"}
+        kind = next((name for cls, name in kinds.items() if isinstance(default, cls)), "path")
         raise ConfigError(f"{where}: '{key}' must be a {kind} (got {value!r}); fix the value") from None
     return value
 

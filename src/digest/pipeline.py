@@ -1,0 +1,203 @@
+"""Order: the one module that knows the order of the stages (load -> choose -> render -> build -> send)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .errors import Problem
+from .models import Build, Item, Selection
+from .selection import SelectionOptions, require_items, resolve_window, select
+
+
+@dataclass(frozen=True)
+class Chosen:
+    selection: Selection
+    warnings: tuple[Problem, ...]
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    build: Build
+    selection: Selection
+    warnings: tuple[Problem, ...]
+    seconds: float
+
+
+def load_items(settings: Settings) -> tuple[tuple[Item, ...], tuple[Problem, ...]]:
+    from .content import load_content
+
+    loaded = load_content(settings.path(settings.content_dir), settings)
+    return loaded.items, tuple(loaded.warnings)
+
+
+def apply_selection_settings(settings: Settings, opts: SelectionOptions) -> Settings:
+    """Flags that are also settings (--tz, --upcoming-days) win over the config, as the top layer."""
+    changes: dict[str, Any] = {}
+    if opts.tz:
+        changes["timezone"] = opts.tz
+    if opts.upcoming_days is not None:
+        changes["upcoming_days"] = opts.upcoming_days
+    if not changes:
+        return settings
+    from .config import validate
+
+    updated = dataclasses.replace(settings, **changes)
+    validate(updated)
+    return updated
+
+
+def choose(settings: Settings, opts: SelectionOptions, *, allow_empty: bool = False) -> Chosen:
+    settings = apply_selection_settings(settings, opts)
+    items, warnings = load_items(settings)
+    window = resolve_window(opts, settings.timezone)
+    selection = select(items, window, opts, settings.upcoming_days)
+    if not allow_empty:
+        require_items(selection)
+    return Chosen(selection, warnings)
+
+
+def selection_json(selection: Selection) -> dict[str, Any]:
+    w = selection.window
+    rows = []
+    for chosen in selection.items:
+        item = chosen.item
+        row: dict[str, Any] = {
+            "id": item.id,
+            "title": item.title,
+            "subtitle": item.subtitle,
+            "date": item.date.isoformat(),
+            "kind": item.kind,
+            "tags": list(item.tags),
+            "url": item.url,
+            "reason": chosen.reason,
+            "why": _why(chosen.reason, item, selection),
+            "source": str(item.source),
+        }
+        if item.event:
+            row["event"] = {
+                "start": item.event.start.isoformat(),
+                "end": item.event.end.isoformat() if item.event.end else None,
+                "when": item.event.when,
+                "place": item.event.place,
+            }
+        rows.append(row)
+    return {
+        "window": {"since": w.since.isoformat(), "until": w.until.isoformat(), "tz": w.tz, "label": w.label},
+        "upcoming_until": selection.upcoming_until.isoformat(),
+        "filters": selection.filters,
+        "count": len(selection),
+        "posted": len(selection.posted),
+        "upcoming": len(selection.upcoming),
+        "items": rows,
+    }
+
+
+def _why(reason: str, item: Item, selection: Selection) -> str:
+    if reason == "posted":
+        return f"posted {item.date.isoformat()}, in the window"
+    start = item.event.start.isoformat() if item.event else "?"
+    return f"upcoming event on {start}, within {(selection.upcoming_until - selection.window.until).days} days after the window"
+
+
+def selection_table(selection: Selection) -> list[str]:
+    w = selection.window
+    lines = [f"Window {w.since.isoformat()} .. {w.until.isoformat()} ({w.tz}): {len(selection.posted)} posted, "
+             f"{len(selection.upcoming)} upcoming event(s) until {selection.upcoming_until.isoformat()}"]
+    if not len(selection):
+        lines.append("No items selected.")
+        return lines
+    width = min(60, max(len(c.item.title) for c in selection.items))
+    lines.append(f"{'DATE':<10}  {'KIND':<8}  {'TITLE':<{width}}  WHY")
+    for chosen in selection.items:
+        item = chosen.item
+        title = item.title if len(item.title) <= width else item.title[: width - 1] + "…"
+        lines.append(f"{item.date.isoformat():<10}  {item.kind:<8}  {title:<{width}}  {_why(chosen.reason, item, selection)}")
+    return lines
+
+
+def sample_values(settings: Settings, edition: str) -> dict[str, str]:
+    """What the preview and the sample .eml show in place of a recipient's own values."""
+    return {
+        "name": "Alex Example",
+        "email": "member@example.org",
+        "unsubscribe_url": settings.unsubscribe_url.format(base_url=settings.base_url.rstrip("/"), token="sample-token"),
+        "view_url": view_url(settings, edition),
+    }
+
+
+def view_url(settings: Settings, edition: str) -> str:
+    return settings.view_url.format(base_url=settings.base_url.rstrip("/"), edition=edition)
+
+
+def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> BuildOutcome:
+    import time
+
+    from . import build as build_mod
+    from .preview import render_preview
+    from .render import edition_id, render
+
+    started = time.perf_counter()
+    chosen = choose(settings, opts)
+    settings = apply_selection_settings(settings, opts)
+    edition = edition_id(settings, chosen.selection.window)
+    rendered = render(chosen.selection, settings, edition=edition)
+    headers = {"From": settings.sender, "To": "Alex Example <member@example.org>", "Subject": rendered.subject}
+    if settings.reply_to:
+        headers["Reply-To"] = settings.reply_to
+    page = render_preview(
+        html=rendered.html,
+        text=rendered.text,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        headers=headers,
+        sample=sample_values(settings, edition),
+    )
+    folder = out_dir or settings.path(settings.build_dir)
+    built = build_mod.write_build(folder, rendered, chosen.selection, settings, edition=edition, preview_html=page)
+    return BuildOutcome(built, chosen.selection, chosen.warnings, time.perf_counter() - started)
+
+
+def build_summary(outcome: BuildOutcome) -> str:
+    b = outcome.build
+    sizes = b.manifest.get("sizes", {})
+    html_bytes = sizes.get("html_bytes", len(b.html.encode())) if isinstance(sizes, dict) else len(b.html.encode())
+    sel = outcome.selection
+    return (
+        f"Built {b.edition}: {len(sel.posted)} posted + {len(sel.upcoming)} upcoming item(s), "
+        f"HTML {html_bytes:,} bytes, in {outcome.seconds * 1000:.0f} ms -> {b.folder}"
+    )
+
+
+def serve(
+    settings: Settings,
+    opts: SelectionOptions,
+    out_dir: Path | None,
+    *,
+    port: int,
+    on_ready: Callable[[str], None] | None = None,
+    on_rebuild: Callable[[str], None] | None = None,
+) -> None:
+    from .config import load_settings
+    from .serve import serve as serve_forever
+
+    config_file = settings.config_file
+
+    def rebuild() -> Path:
+        # Re-read the config too: editing digest.toml must show up like editing content.
+        fresh = load_settings(config_file) if config_file else settings
+        return build(fresh, opts, out_dir).build.folder / "preview.html"
+
+    watch = [settings.path(settings.content_dir), settings.path(settings.templates_dir)]
+    if config_file:
+        watch.append(config_file)
+    serve_forever(rebuild, watch, host="127.0.0.1", port=port, on_ready=on_ready, on_rebuild=on_rebuild)
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

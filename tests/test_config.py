@@ -1,0 +1,76 @@
+"""Settings: defaults <- digest.toml <- DIGEST_* environment <- flags; errors name the file and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.config import load_settings
+from digest.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "digest.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_repository_root_is_a_newsletter(repo: Path) -> None:
+    """The shipped digest.toml loads and points at the shipped content and templates."""
+    s = load_settings(repo / "digest.toml", env={})
+    assert s.name == "Mayors Innovation Project"
+    assert s.path(s.content_dir) == repo / "content"
+    assert [sec.id for sec in s.sections] == ["featured", "upcoming", "news", "events"]
+
+
+def test_layers_file_then_env_then_flags(tmp_path: Path) -> None:
+    """Each layer overrides the one below it."""
+    cfg = write(tmp_path, 'name = "From file"\ntimezone = "UTC"\n[smtp]\nhost = "file.example"\n')
+    s = load_settings(cfg, env={})
+    assert (s.name, s.timezone, s.smtp.host) == ("From file", "UTC", "file.example")
+    env = {"DIGEST_NAME": "From env", "DIGEST_SMTP_HOST": "env.example", "DIGEST_SMTP_PORT": "2525"}
+    s = load_settings(cfg, env=env)
+    assert (s.name, s.smtp.host, s.smtp.port) == ("From env", "env.example", 2525)
+    s = load_settings(cfg, env=env, overrides={"name": "From flag", "backend": None})
+    assert s.name == "From flag" and s.backend == "outbox"
+
+
+def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
+    """content_dir = "posts" means <config folder>/posts, wherever digest runs from."""
+    cfg = write(tmp_path, 'content_dir = "posts"\n')
+    s = load_settings(cfg, env={}, cwd=Path("/"))
+    assert s.path(s.content_dir) == tmp_path / "posts"
+
+
+def test_secrets_are_not_settings(tmp_path: Path) -> None:
+    """DIGEST_SMTP_PASSWORD and friends never become part of Settings."""
+    s = load_settings(write(tmp_path, ""), env={"DIGEST_SMTP_PASSWORD": "hunter2", "DIGEST_UNSUBSCRIBE_SECRET": "x"})
+    assert "hunter2" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name = \n", "not valid TOML"),
+        ('colour = "red"\n', "unknown setting 'colour'"),
+        ('timezone = "Mars/Olympus"\n', "unknown time zone"),
+        ("upcoming_days = \"soon\"\n", "'upcoming_days' must be a whole number"),
+        ('primary_color = "blue"\n', "must be a colour"),
+        ('[smtp]\nsecurity = "tls"\n', "starttls, ssl or none"),
+        ("[[sections]]\nid = \"x\"\n", "needs an 'id' and a 'title'"),
+    ],
+)
+def test_bad_config_names_file_and_fix(tmp_path: Path, text: str, message: str) -> None:
+    """Every config problem names the file and says what to do."""
+    cfg = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert message in str(err.value)
+    assert str(cfg) in str(err.value)
+
+
+def test_missing_explicit_config(tmp_path: Path) -> None:
+    """--config pointing nowhere says so and suggests digest init."""
+    with pytest.raises(ConfigError, match="digest init"):
+        load_settings(tmp_path / "nope.toml", env={})
