@@ -1,0 +1,125 @@
+"""CLI: every command has help with an example, appears in the README, and translates errors once."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from digest import __version__
+from digest.cli import main
+
+COMMANDS = sorted(main.commands)
+
+
+def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    runner = CliRunner()
+    if cwd is None:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+    else:
+        with runner.isolated_filesystem(temp_dir=cwd):
+            result = runner.invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_version() -> None:
+    """--version prints the package version."""
+    code, out, _ = run("--version")
+    assert code == 0 and __version__ in out
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help_with_an_example(name: str) -> None:
+    """Each command's --help has a description and an 'Example:' block naming the command."""
+    code, out, _ = run(name, "--help")
+    assert code == 0
+    assert "Example:" in out and f"digest {name}" in out
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_is_in_the_readme(repo: Path, name: str) -> None:
+    """The README documents every command under its own heading."""
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    assert re.search(rf"^#+ .*`digest {re.escape(name)}\b", readme, re.M), f"README has no heading for digest {name}"
+
+
+def test_readme_mentions_shell_completion(repo: Path) -> None:
+    """The README has the line for enabling shell completion."""
+    assert "_DIGEST_COMPLETE=" in (repo / "README.md").read_text(encoding="utf-8")
+
+
+def test_list_json_all_shipped_items(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """digest list --since 2012-01-01 --json lists all 47 shipped items."""
+    monkeypatch.chdir(repo)
+    code, out, _ = run("list", "--since", "2012-01-01", "--today", "2020-03-31", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["count"] == 47 and len(data["items"]) == 47
+    assert {row["reason"] for row in data["items"]} == {"posted"}
+
+
+def test_list_month_with_upcoming_events(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """January 2020: the two items posted that month, and the April workshop as an upcoming event."""
+    monkeypatch.chdir(repo)
+    code, out, _ = run("list", "--month", "2020-01", "--json")
+    assert code == 0
+    data = json.loads(out)
+    posted = [(r["date"], r["title"]) for r in data["items"] if r["reason"] == "posted"]
+    assert posted == [("2020-01-28", "New Mayors Cohort 2020"), ("2020-01-21", "Summer 2020 Annual Meeting")]
+    upcoming = [r for r in data["items"] if r["reason"] == "upcoming"]
+    assert upcoming and all("2020-02-01" <= r["event"]["start"] <= data["upcoming_until"] for r in upcoming)
+    code, out, _ = run("list", "--month", "2020-01")
+    assert "upcoming event on" in out and "New Mayors Cohort 2020" in out
+
+
+def test_empty_selection_exit_code(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window with nothing in it exits 3 with a clear message, no traceback."""
+    monkeypatch.chdir(repo)
+    code, out, err = run("list", "--month", "2024-01")
+    assert code == 3
+    assert "nothing to build" in err and "Traceback" not in err
+
+
+def test_usage_error_exit_code(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Conflicting window flags are a usage error (exit 2)."""
+    monkeypatch.chdir(repo)
+    code, _, err = run("list", "--month", "2020-01", "--period", "this-month")
+    assert code == 2 and "cannot be combined" in err
+
+
+def test_broken_content_folder(tmp_path: Path) -> None:
+    """A folder with broken files: one message per problem naming file and line, exit 1, no traceback."""
+    (tmp_path / "content").mkdir()
+    (tmp_path / "digest.toml").write_text('name = "T"\n', encoding="utf-8")
+    (tmp_path / "content" / "a.md").write_text("---\ntitle: A\ndate: March 40, 2020\n---\nx\n", encoding="utf-8")
+    (tmp_path / "content" / "b.md").write_text("---\ndate: 2020-01-01\n---\nx\n", encoding="utf-8")
+    (tmp_path / "content" / "c.md").write_bytes(b"---\ntitle: \xff\n---\n")
+    code, _, err = run("--config", str(tmp_path / "digest.toml"), "list", "--since", "2012-01-01")
+    assert code == 1
+    assert "Traceback" not in err
+    assert re.search(r"a\.md:3: .*date", err)
+    assert re.search(r"b\.md(:\d+)?: .*title", err)
+    assert "c.md" in err and "UTF-8" in err
+
+
+def test_init_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    """digest init creates a working newsletter and refuses to overwrite it the second time."""
+    target = tmp_path / "news"
+    code, out, _ = run("init", str(target))
+    assert code == 0 and (target / "digest.toml").is_file() and (target / "templates").is_dir()
+    code, out, _ = run("--config", str(target / "digest.toml"), "list", "--since", "2020-01-01", "--json")
+    assert code == 0 and json.loads(out)["count"] == 1
+    before = (target / "digest.toml").read_text()
+    (target / "digest.toml").write_text(before + "# edited\n")
+    code, _, err = run("init", str(target))
+    assert code == 1 and "would overwrite" in err
+    assert (target / "digest.toml").read_text().endswith("# edited\n")
+
+
+def test_main_is_a_click_group() -> None:
+    """The console script entry point is the click group."""
+    assert isinstance(main, click.Group)
