@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +183,7 @@ def serve(
     port: int,
     on_ready: Callable[[str], None] | None = None,
     on_rebuild: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
     from .config import load_settings
     from .serve import serve as serve_forever
@@ -196,7 +198,7 @@ def serve(
     watch = [settings.path(settings.content_dir), settings.path(settings.templates_dir)]
     if config_file:
         watch.append(config_file)
-    serve_forever(rebuild, watch, host="127.0.0.1", port=port, on_ready=on_ready, on_rebuild=on_rebuild)
+    serve_forever(rebuild, watch, host="127.0.0.1", port=port, on_ready=on_ready, on_rebuild=on_rebuild, stop=stop)
 
 
 def now_utc() -> dt.datetime:
