@@ -56,6 +56,10 @@ class TemplateError(DigestError):
     """A template failed to render or compile."""
 
 
+class BuildError(DigestError):
+    """A build folder is missing, incomplete, corrupt, or was changed after it was built."""
+
+
 class RecipientsError(DigestError):
     """The recipients file cannot be read at all (bad rows are skipped, not raised)."""
 
