@@ -21,6 +21,7 @@ from digest.build import OUR_FILES, content_hash, read_build, write_build
 from digest.config import Settings
 from digest.errors import BuildError, DigestError
 from digest.models import Build, Rendered, Selection
+from digest.personalize import SAMPLE_EMAIL, SAMPLE_NAME, sample_values
 from digest.render import render
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,18 +99,19 @@ def test_content_hash_covers_subject_html_and_text(built: Build, rendered: Rende
     assert content_hash(rendered.subject + "!", rendered.html, rendered.text) != built.content_hash
 
 
-def test_html_and_text_keep_tokens_eml_is_a_filled_sample(built: Build) -> None:
+def test_html_and_text_keep_tokens_eml_is_a_filled_sample(built: Build, settings: Settings) -> None:
     """email.html/.txt keep the placeholders; email.eml is the sample recipient's message with none left."""
     folder = built.folder
     assert "%%unsubscribe_url%%" in (folder / "email.html").read_text(encoding="utf-8")
     assert "%%unsubscribe_url:text%%" in (folder / "email.txt").read_text(encoding="utf-8")
     msg = _eml(folder)
-    assert msg["To"] == "Alex Example <member@example.org>"
+    assert msg["To"] == f"{SAMPLE_NAME} <{SAMPLE_EMAIL}>"
     text, html = (p.get_content() for p in msg.iter_parts())
     assert "%%" not in text and "%%" not in html
-    assert "https://example.org/unsubscribe?token=sample-token" in text
-    assert 'href="https://example.org/unsubscribe?token=sample-token"' in html
-    assert msg["List-Unsubscribe"] == "<https://example.org/unsubscribe?token=sample-token>"
+    url = sample_values(settings, built.edition)["unsubscribe_url"]
+    assert url.startswith("https://example.org/unsubscribe?token=") and url in text
+    assert f'href="{url}"' in html
+    assert msg["List-Unsubscribe"] == f"<{url}>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 

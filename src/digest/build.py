@@ -34,7 +34,7 @@ from .config import Settings
 from .errors import BuildError, ConfigError
 from .message import build_message
 from .models import Build, Rendered, Selection
-from .personalize import fill
+from .personalize import fill, sample_values
 
 HTML_FILE = "email.html"
 TEXT_FILE = "email.txt"
@@ -80,7 +80,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _sample_message(rendered: Rendered, settings: Settings, edition: str) -> bytes:
     """email.eml: the message as the preview's sample recipient would get it, headers included."""
-    from .pipeline import sample_values  # the one definition the preview uses too
     from .unsubscribe import list_unsubscribe_headers
 
     values = sample_values(settings, edition)

@@ -13,6 +13,7 @@ from typing import Any
 from .config import Settings
 from .errors import Problem
 from .models import Build, Item, Selection
+from .personalize import sample_values
 from .selection import SelectionOptions, require_items, resolve_window, select
 
 
@@ -103,13 +104,16 @@ def _why(reason: str, item: Item, selection: Selection) -> str:
     if reason == "posted":
         return f"posted {item.date.isoformat()}, in the window"
     start = item.event.start.isoformat() if item.event else "?"
-    return f"upcoming event on {start}, within {(selection.upcoming_until - selection.window.until).days} days after the window"
+    days = (selection.upcoming_until - selection.window.until).days
+    return f"upcoming event on {start}, within {days} days after the window"
 
 
 def selection_table(selection: Selection) -> list[str]:
     w = selection.window
-    lines = [f"Window {w.since.isoformat()} .. {w.until.isoformat()} ({w.tz}): {len(selection.posted)} posted, "
-             f"{len(selection.upcoming)} upcoming event(s) until {selection.upcoming_until.isoformat()}"]
+    lines = [
+        f"Window {w.since.isoformat()} .. {w.until.isoformat()} ({w.tz}): {len(selection.posted)} posted, "
+        f"{len(selection.upcoming)} upcoming event(s) until {selection.upcoming_until.isoformat()}"
+    ]
     if not len(selection):
         lines.append("No items selected.")
         return lines
@@ -118,22 +122,10 @@ def selection_table(selection: Selection) -> list[str]:
     for chosen in selection.items:
         item = chosen.item
         title = item.title if len(item.title) <= width else item.title[: width - 1] + "…"
-        lines.append(f"{item.date.isoformat():<10}  {item.kind:<8}  {title:<{width}}  {_why(chosen.reason, item, selection)}")
+        lines.append(
+            f"{item.date.isoformat():<10}  {item.kind:<8}  {title:<{width}}  {_why(chosen.reason, item, selection)}"
+        )
     return lines
-
-
-def sample_values(settings: Settings, edition: str) -> dict[str, str]:
-    """What the preview and the sample .eml show in place of a recipient's own values."""
-    return {
-        "name": "Alex Example",
-        "email": "member@example.org",
-        "unsubscribe_url": settings.unsubscribe_url.format(base_url=settings.base_url.rstrip("/"), token="sample-token"),
-        "view_url": view_url(settings, edition),
-    }
-
-
-def view_url(settings: Settings, edition: str) -> str:
-    return settings.view_url.format(base_url=settings.base_url.rstrip("/"), edition=edition)
 
 
 def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> BuildOutcome:
@@ -142,22 +134,25 @@ def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> B
     from . import build as build_mod
     from .preview import render_preview
     from .render import edition_id, render
+    from .unsubscribe import list_unsubscribe_headers
 
     started = time.perf_counter()
     chosen = choose(settings, opts)
     settings = apply_selection_settings(settings, opts)
     edition = edition_id(settings, chosen.selection.window)
     rendered = render(chosen.selection, settings, edition=edition)
-    headers = {"From": settings.sender, "To": "Alex Example <member@example.org>", "Subject": rendered.subject}
+    sample = sample_values(settings, edition)
+    headers = {"From": settings.sender, "To": f"{sample['name']} <{sample['email']}>", "Subject": rendered.subject}
     if settings.reply_to:
         headers["Reply-To"] = settings.reply_to
+    headers.update(list_unsubscribe_headers(sample["unsubscribe_url"], settings.unsubscribe_mailto))
     page = render_preview(
         html=rendered.html,
         text=rendered.text,
         subject=rendered.subject,
         preheader=rendered.preheader,
         headers=headers,
-        sample=sample_values(settings, edition),
+        sample=sample,
     )
     folder = out_dir or settings.path(settings.build_dir)
     built = build_mod.write_build(folder, rendered, chosen.selection, settings, edition=edition, preview_html=page)
@@ -203,3 +198,42 @@ def serve(
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    build: Build
+    results: tuple[Any, ...]  # checks.CheckResult
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status == "fail" for r in self.results)
+
+    def lines(self) -> list[str]:
+        return [r.line() for r in self.results]
+
+    def summary(self) -> str:
+        counts = {s: sum(1 for r in self.results if r.status == s) for s in ("pass", "warn", "fail", "skip")}
+        verdict = "FAILED: fix the failing checks before sending" if self.failed else "all checks passed"
+        detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        return f"{self.build.edition}: {verdict} ({detail})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "edition": self.build.edition,
+            "folder": str(self.build.folder),
+            "failed": self.failed,
+            "checks": [r.to_dict() for r in self.results],
+        }
+
+
+def check(
+    settings: Settings, opts: SelectionOptions, from_build: Path | None, *, spamassassin: bool = True
+) -> CheckOutcome:
+    """Build (or read a build) and run every quality check over what a subscriber would get."""
+    from .build import read_build
+    from .checks import check_build
+
+    built = read_build(from_build) if from_build else build(settings, opts, None).build
+    results = check_build(built, settings, spamassassin=None if spamassassin else False)
+    return CheckOutcome(built, tuple(results))
