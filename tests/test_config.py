@@ -55,10 +55,10 @@ def test_secrets_are_not_settings(tmp_path: Path) -> None:
         ("name = \n", "not valid TOML"),
         ('colour = "red"\n', "unknown setting 'colour'"),
         ('timezone = "Mars/Olympus"\n', "unknown time zone"),
-        ("upcoming_days = \"soon\"\n", "'upcoming_days' must be a whole number"),
+        ('upcoming_days = "soon"\n', "'upcoming_days' must be a whole number"),
         ('primary_color = "blue"\n', "must be a colour"),
         ('[smtp]\nsecurity = "tls"\n', "starttls, ssl or none"),
-        ("[[sections]]\nid = \"x\"\n", "needs an 'id' and a 'title'"),
+        ('[[sections]]\nid = "x"\n', "needs an 'id' and a 'title'"),
     ],
 )
 def test_bad_config_names_file_and_fix(tmp_path: Path, text: str, message: str) -> None:

@@ -15,8 +15,6 @@ import datetime as dt
 import os
 import re
 import socket
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -280,18 +278,6 @@ def test_bytes_per_item_well_under_2kb(settings: Settings) -> None:
     """Each extra item costs well under 2 KB of HTML (measured from 10 to 47 items)."""
     sizes = {n: len(render(realistic_selection(n), settings, edition=EDITION).html.encode()) for n in (10, 47)}
     assert (sizes[47] - sizes[10]) / 37 < 1_600, sizes
-
-
-def test_render_is_fast(settings: Settings) -> None:
-    """Rendering 47 items (Jinja, MRML, premailer) takes tens of milliseconds, not seconds."""
-    selection = realistic_selection(47)
-    render(selection, settings, edition=EDITION)  # warm the template and CSS caches
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        render(selection, settings, edition=EDITION)
-        times.append(time.perf_counter() - started)
-    assert statistics.median(times) < 0.5, times
 
 
 # --- content of the parts ---------------------------------------------------------------------------
@@ -574,3 +560,19 @@ def test_golden_html(golden_html: str) -> None:
 def test_golden_text(settings: Settings) -> None:
     """The golden edition's text part is exactly the committed snapshot."""
     _check_golden("digest-2020-01.txt", render(golden_selection(), settings, edition=EDITION).text)
+
+
+def test_unvalidated_style_parsing_changes_nothing(settings: Settings) -> None:
+    """inline.py skips cssutils validation of style attributes for speed; the output is byte-identical."""
+    from premailer import merge_style
+
+    from digest import inline
+
+    compiled = compile_mjml(render(realistic_selection(12), settings, edition=EDITION).mjml)
+    fast = inline.inline_css(compiled)
+    try:
+        merge_style.csstext_to_pairs = inline._validated_pairs
+        slow = inline.inline_css(compiled)
+    finally:
+        merge_style.csstext_to_pairs = inline._pairs_unvalidated
+    assert fast == slow

@@ -17,8 +17,16 @@ TZ = "America/Chicago"
 def item(id: str, date: str, kind: str = "news", event: tuple[str, str] | None = None, **kw: object) -> Item:
     ev = EventInfo(dt.date.fromisoformat(event[0]), dt.date.fromisoformat(event[1])) if event else None
     return Item(
-        id=id, title=id.title(), date=dt.date.fromisoformat(date), kind=kind, summary_html="<p>x</p>",
-        summary_text="x", url=f"https://example.org/{id}", source=Path(f"{id}.md"), event=ev, **kw,  # type: ignore[arg-type]
+        id=id,
+        title=id.title(),
+        date=dt.date.fromisoformat(date),
+        kind=kind,
+        summary_html="<p>x</p>",
+        summary_text="x",
+        url=f"https://example.org/{id}",
+        source=Path(f"{id}.md"),
+        event=ev,
+        **kw,  # type: ignore[arg-type]
     )
 
 

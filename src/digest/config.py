@@ -154,7 +154,10 @@ def _sections(where: str, raw: Any) -> tuple[Section, ...]:
             raise ConfigError(f"{where}: section {n} needs an 'id' and a 'title'")
         unknown = set(entry) - {"id", "title", "kinds", "featured", "upcoming"}
         if unknown:
-            raise ConfigError(f"{where}: section {entry['id']!r} has unknown keys {sorted(unknown)}; use id, title, kinds, featured, upcoming")
+            raise ConfigError(
+                f"{where}: section {entry['id']!r} has unknown keys {sorted(unknown)}; "
+                "use id, title, kinds, featured, upcoming"
+            )
         out.append(
             Section(
                 id=str(entry["id"]),
@@ -193,11 +196,11 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for var, value in env.items():
         if not var.startswith("DIGEST_") or var in SECRET_ENV or var == "DIGEST_CONFIG":
             continue
-        key = var[len("DIGEST_"):].lower()
+        key = var[len("DIGEST_") :].lower()
         for nested, cls in _NESTED.items():
             prefix = nested + "_"
-            if key.startswith(prefix) and key[len(prefix):] in {f.name for f in dataclasses.fields(cls)}:
-                out.setdefault(nested, {})[key[len(prefix):]] = value
+            if key.startswith(prefix) and key[len(prefix) :] in {f.name for f in dataclasses.fields(cls)}:
+                out.setdefault(nested, {})[key[len(prefix) :]] = value
                 break
         else:
             if key in top:
@@ -249,7 +252,9 @@ def validate(settings: Settings) -> None:
     try:
         zoneinfo.ZoneInfo(settings.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: unknown time zone '{settings.timezone}'; use an IANA name such as 'America/Chicago'") from None
+        raise ConfigError(
+            f"{where}: unknown time zone '{settings.timezone}'; use an IANA name such as 'America/Chicago'"
+        ) from None
     for key in ("primary_color", "text_color", "background_color"):
         if not _HEX.match(getattr(settings, key)):
             raise ConfigError(f"{where}: '{key}' must be a colour like '#1d4f91' (got {getattr(settings, key)!r})")

@@ -53,7 +53,11 @@ def parse_month(text: str) -> tuple[int, int]:
 def resolve_window(opts: SelectionOptions, tz: str) -> Window:
     """Turn --since/--until, --month or --period (relative to --today) into one inclusive window."""
     ranged = opts.since is not None or opts.until is not None
-    chosen = [name for name, given in (("--month", opts.month), ("--period", opts.period), ("--since/--until", ranged)) if given]
+    chosen = [
+        name
+        for name, given in (("--month", opts.month), ("--period", opts.period), ("--since/--until", ranged))
+        if given
+    ]
     if len(chosen) > 1:
         raise UsageError(f"{' and '.join(chosen)} cannot be combined; choose one way to give the window")
     today = opts.today or today_in(tz)
@@ -75,7 +79,9 @@ def resolve_window(opts: SelectionOptions, tz: str) -> Window:
     if match and int(match.group(1)) >= 1:
         since = today - dt.timedelta(days=int(match.group(1)) - 1)
         return Window(since, today, tz, f"{since.isoformat()}..{today.isoformat()}")
-    raise UsageError(f"--period: '{period}' is not a period; use previous-month, this-month or last-N-days (e.g. last-30-days)")
+    raise UsageError(
+        f"--period: '{period}' is not a period; use previous-month, this-month or last-N-days (e.g. last-30-days)"
+    )
 
 
 def select(items: Iterable[Item], window: Window, opts: SelectionOptions, upcoming_days: int) -> Selection:

@@ -1,0 +1,147 @@
+"""Whole-process `digest build` of the 47 shipped items against the official MJML 5 CLI compiling
+the same email.mjml, side by side in one run, plus where digest's time goes.
+
+    python benchmarks/build_vs_mjml.py [--rounds 11] [--mjml PATH]
+
+Goal (issue 3): our whole build, process start included, takes less than half the time of mjml's
+compile alone. Rounds alternate the two commands so machine noise hits both alike; the ratio of
+medians is the figure to read. Needs the official CLI: `npm i --prefix .tools mjml@5` (scripts/test
+installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WINDOW = ["--since", "2012-01-01", "--until", "2020-03-31"]
+
+
+def find_mjml(explicit: str | None) -> str:
+    for candidate in (explicit, str(REPO / ".tools/node_modules/.bin/mjml"), os.environ.get("DIGEST_MJML_BIN")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    found = shutil.which("mjml")
+    if not found:
+        sys.exit("official mjml not found: npm i --prefix .tools mjml@5")
+    return found
+
+
+def digest_command() -> list[str]:
+    """The installed console script, as a user runs it (falls back to python -m digest)."""
+    script = Path(sys.executable).with_name("digest")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "digest"]
+
+
+def timed(cmd: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+PHASES = r"""
+import time, json, sys
+t = {}
+s = time.perf_counter()
+import digest.cli, digest.pipeline, digest.content, digest.selection
+t["import cli+content"] = time.perf_counter() - s; s = time.perf_counter()
+import digest.render, digest.inline, digest.build, digest.message, digest.preview
+t["import render stack (jinja2, mjml, premailer, lxml)"] = time.perf_counter() - s; s = time.perf_counter()
+from pathlib import Path
+from digest.config import load_settings
+from digest.selection import SelectionOptions, resolve_window, select, require_items
+from digest.personalize import HTML_TOKENS, TEXT_TOKENS, sample_values
+from digest import render as r
+import datetime as dt
+settings = load_settings(Path("digest.toml"))
+t["settings"] = time.perf_counter() - s; s = time.perf_counter()
+items, _ = digest.pipeline.load_items(settings)
+opts = SelectionOptions(since=dt.date(2012, 1, 1), until=dt.date(2020, 3, 31))
+sel = require_items(select(items, resolve_window(opts, settings.timezone), opts, settings.upcoming_days))
+t["load + select content"] = time.perf_counter() - s; s = time.perf_counter()
+edition = r.edition_id(settings, sel.window)
+env = r.make_environment(settings)
+tagged = r._tagged(sel, r.utm_for(settings, edition))
+base = r._context(tagged, settings, edition)
+subject = r._one_line(r._render_template(env, r.SUBJECT_TEMPLATE, base, settings))
+pre = r._one_line(r._render_template(env, r.PREHEADER_TEMPLATE, {**base, "subject": subject}, settings))
+shared = {**base, "subject": subject, "preheader": pre}
+source = r._render_template(env, r.HTML_TEMPLATE, {**shared, "placeholders": HTML_TOKENS}, settings)
+t["jinja (subject, preheader, MJML source)"] = time.perf_counter() - s; s = time.perf_counter()
+compiled = r.compile_mjml(source)
+t["mjml-python compile"] = time.perf_counter() - s; s = time.perf_counter()
+html = digest.inline.inline_css(compiled)
+t["premailer inline"] = time.perf_counter() - s; s = time.perf_counter()
+text = r._tidy_text(r._render_template(env, r.TEXT_TEMPLATE, {**shared, "placeholders": TEXT_TOKENS}, settings))
+t["text part (jinja)"] = time.perf_counter() - s; s = time.perf_counter()
+from digest.models import Rendered
+rendered = Rendered(subject=subject, preheader=pre, mjml=source, html=html, text=text)
+eml = digest.message.build_message(rendered, settings, to="member@example.org")
+t["MIME (.eml)"] = time.perf_counter() - s; s = time.perf_counter()
+page = digest.preview.render_preview(html=html, text=text, subject=subject, preheader=pre, headers={},
+                                     sample=sample_values(settings, edition))
+import tempfile
+digest.build.write_build(Path(tempfile.mkdtemp()), rendered, sel, settings, edition=edition, preview_html=page)
+t["preview + write build folder"] = time.perf_counter() - s
+print(json.dumps(t))
+"""
+
+
+def phases(rounds: int) -> dict[str, float]:
+    """Median per phase over fresh processes (imports are only honest in a new interpreter)."""
+    runs: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", PHASES], cwd=REPO, check=True, capture_output=True, text=True)
+        total = time.perf_counter() - started
+        timings = json.loads(out.stdout)
+        timings["interpreter start + exit (rest)"] = total - sum(timings.values())
+        for key, value in timings.items():
+            runs.setdefault(key, []).append(value)
+    return {key: statistics.median(values) for key, values in runs.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--mjml", help="path to the official mjml CLI")
+    args = parser.parse_args()
+    mjml = find_mjml(args.mjml)
+    work = Path(tempfile.mkdtemp(prefix="digest-bench-"))
+    build_cmd = [*digest_command(), "build", *WINDOW, "--out", str(work / "build")]
+    subprocess.run(build_cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)  # warm the disk cache
+    source = work / "build" / "email.mjml"
+    mjml_cmd = [mjml, str(source), "-o", str(work / "mjml.html")]
+    timed(mjml_cmd)
+    ours, theirs = [], []
+    for _ in range(args.rounds):
+        ours.append(timed(build_cmd))
+        theirs.append(timed(mjml_cmd))
+    a, b = statistics.median(ours), statistics.median(theirs)
+    version = subprocess.run([mjml, "--version"], capture_output=True, text=True).stdout.split()
+    print(f"email.mjml: {source.stat().st_size:,} bytes; rounds: {args.rounds} (alternating)")
+    print(f"digest build (whole process, {' '.join(build_cmd[:1])}): median {a * 1000:.0f} ms "
+          f"(min {min(ours) * 1000:.0f}, max {max(ours) * 1000:.0f})")
+    print(f"mjml CLI {' '.join(version[-1:])} compile only: median {b * 1000:.0f} ms "
+          f"(min {min(theirs) * 1000:.0f}, max {max(theirs) * 1000:.0f})")
+    print(f"ratio digest/mjml: {a / b:.2f} (goal < 0.50)")
+    print("\nwhere digest's time goes (median of fresh processes):")
+    breakdown = phases(max(5, args.rounds // 2))
+    total = sum(breakdown.values())
+    for key, value in breakdown.items():
+        print(f"  {key:<52} {value * 1000:7.1f} ms  {value / total:5.1%}")
+    print(f"  {'total':<52} {total * 1000:7.1f} ms")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
