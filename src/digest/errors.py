@@ -43,7 +43,9 @@ class ContentError(DigestError):
         self.problems = problems
         count = len(problems)
         lines = "\n".join(str(p) for p in problems)
-        super().__init__(f"{lines}\n{count} problem{'s' if count != 1 else ''} in the content folder; nothing was built.")
+        super().__init__(
+            f"{lines}\n{count} problem{'s' if count != 1 else ''} in the content folder; nothing was built."
+        )
 
 
 class EmptySelection(DigestError):

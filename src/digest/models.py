@@ -92,9 +92,7 @@ class Selection:
 
     @property
     def items(self) -> tuple[Selected, ...]:
-        return tuple(Selected(i, "posted") for i in self.posted) + tuple(
-            Selected(i, "upcoming") for i in self.upcoming
-        )
+        return tuple(Selected(i, "posted") for i in self.posted) + tuple(Selected(i, "upcoming") for i in self.upcoming)
 
     def __len__(self) -> int:
         return len(self.posted) + len(self.upcoming)
