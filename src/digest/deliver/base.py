@@ -25,6 +25,9 @@ class BatchResult:
     sent: list[str] = field(default_factory=list)  # emails
     failed: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
     provider_id: str = ""  # SendGrid X-Message-Id, SMTP queue id or the Maildir file name
+    # (email, reason): one message of a multi-message batch whose fate cannot be told (SMTP connection
+    # lost after the message's final dot, before the server's answer). The rest of the batch stays exact.
+    unknown: list[tuple[str, str]] = field(default_factory=list)
 
 
 class OutcomeUnknown(DeliveryError):

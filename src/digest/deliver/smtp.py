@@ -1,0 +1,330 @@
+"""SMTP backend: one reused connection (STARTTLS, implicit TLS or plain), one transaction per recipient.
+
+Reusing the connection is ~1.5x faster than one per message on loopback and far more over a real
+network (ENGINES.md §5). Each message is a MAIL / RCPT / DATA transaction spelled out here instead of
+`sendmail`, because only then is it known *when* a connection died:
+
+- before the end of DATA (the final "."): the server cannot have accepted the message; reconnect and
+  send it again, once;
+- after the final "." but before the server's answer: the message may have been queued. It is
+  reported in BatchResult.unknown, never resent (the ledger lets the user decide).
+
+Replies: 4xx for a recipient (greylisting, mailbox busy) is retried on the same connection after
+`retry_delays`, then reported failed; 5xx for a recipient or its content is reported failed and the run
+goes on; 421 (the server is closing) counts as a dropped connection. A refused sender (5xx to MAIL),
+a refused login, a failed TLS handshake or an unreachable server stop the run with DeliveryError.
+
+Batches: 20 recipients by default. The ledger makes each batch durable (an fsync) before it is handed
+over, so batches of 1 would cost a disk flush per message; 20 keeps that small while a crash leaves at
+most 20 recipients whose fate is unknown. If the server becomes unreachable in the middle of a batch,
+the messages already accepted are reported sent, the rest failed with "not sent: ..." (`digest retry`
+queues them again), and the next batch raises the DeliveryError that stops the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Callable
+
+from ..config import SmtpSettings
+from ..errors import DeliveryError
+from ..models import Build
+from .base import BatchResult, Personal
+from .mime import MessageTemplate
+
+log = logging.getLogger(__name__)
+
+PASSWORD_ENV = "DIGEST_SMTP_PASSWORD"
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+_QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9._-]+)", re.IGNORECASE)
+
+
+class _Refused(Exception):
+    """The server answered a command of the transaction with something other than success."""
+
+    def __init__(self, stage: str, code: int, text: str):
+        super().__init__(f"{code} {text}")
+        self.stage, self.code, self.text = stage, code, text
+
+
+class _Dropped(Exception):
+    """The connection died before the end of DATA: the message was not accepted."""
+
+
+class _NoAnswer(Exception):
+    """The connection died after the final '.' and before the server's answer."""
+
+
+def _reply(resp: bytes | str) -> str:
+    text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+    return " ".join(text.split())
+
+
+class SmtpBackend:
+    """Sends through one SMTP server with settings.smtp; the password comes only from `password_env`.
+
+    `ssl_context` defaults to `ssl.create_default_context()` (certificate and host name verified);
+    `retry_delays` are the waits before the 2nd, 3rd... try after a 4xx; `sleep` is injectable for tests.
+    """
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        password_env: str = PASSWORD_ENV,
+        batch_size: int = 20,
+        ssl_context: ssl.SSLContext | None = None,
+        retry_delays: tuple[float, ...] = (2.0, 10.0),
+        sleep: Callable[[float], None] = time.sleep,
+        local_hostname: str | None = None,
+    ):
+        if settings.security not in {"starttls", "ssl", "none"}:
+            raise DeliveryError(f"[smtp] security must be starttls, ssl or none (got {settings.security!r})")
+        self.settings = settings
+        self.batch_size = batch_size
+        self._password_env = password_env
+        self._ssl_context = ssl_context
+        self.retry_delays = retry_delays
+        self._sleep = sleep
+        self._local_hostname = local_hostname
+        self._password = ""
+        self._conn: smtplib.SMTP | None = None
+        self._stopped: DeliveryError | None = None
+        self._templates: dict[tuple[str, str, bool], MessageTemplate] = {}
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    # ---- connection -----------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self.settings.user:
+            self._password = os.environ.get(self._password_env, "")
+            if not self._password:
+                raise DeliveryError(
+                    f"[smtp] user is {self.settings.user!r} but {self._password_env} is not set; export the "
+                    f"password in the environment (digest never reads it from digest.toml)"
+                )
+        if self._local_hostname is None:
+            # smtplib would ask socket.getfqdn() on every (re)connect, which can stall on a slow resolver.
+            self._local_hostname = socket.getfqdn()
+        self._stopped = None
+        self._conn = self._connect()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._templates.clear()
+        self._password = ""
+        if conn is not None:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    def _safe(self, text: str) -> str:
+        return text.replace(self._password, "[redacted]") if self._password else text
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        conn: smtplib.SMTP | None = None
+        try:
+            if s.security == "ssl":
+                conn = smtplib.SMTP_SSL(
+                    s.host, s.port, local_hostname=self._local_hostname, timeout=s.timeout, context=self._context()
+                )
+            else:
+                conn = smtplib.SMTP(s.host, s.port, local_hostname=self._local_hostname, timeout=s.timeout)
+            conn.ehlo_or_helo_if_needed()  # HELO for the rare relay that knows no EHLO
+            if s.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    raise DeliveryError(
+                        f"SMTP server {self.where} does not offer STARTTLS; check [smtp] port and security "
+                        "(starttls on 587, ssl on 465; 'none' only for a trusted local relay)"
+                    )
+                conn.starttls(context=self._context())
+                conn.ehlo()
+            if s.user:
+                conn.login(s.user, self._password)
+            return conn
+        except DeliveryError:
+            self._discard(conn)
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            self._discard(conn)
+            raise DeliveryError(
+                f"SMTP server {self.where} refused the login of user {s.user!r} ({exc.smtp_code} "
+                f"{self._safe(_reply(exc.smtp_error))}); check [smtp] user and {self._password_env}"
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            self._discard(conn)
+            raise DeliveryError(
+                f"SMTP server {self.where} offers no login (AUTH) on this connection; check [smtp] security "
+                "(many servers offer AUTH only after STARTTLS) or leave [smtp] user empty"
+            ) from None
+        except ssl.SSLError as exc:
+            self._discard(conn)
+            raise DeliveryError(
+                f"TLS with SMTP server {self.where} failed ({exc.reason or exc}); check [smtp] security "
+                "(starttls on 587, ssl on 465) and that the server's certificate is valid for this host name"
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self._discard(conn)
+            raise DeliveryError(
+                f"cannot connect to SMTP server {self.where} ({self._safe(str(exc)) or type(exc).__name__}); "
+                "check [smtp] host, port and security, and that the server is up"
+            ) from None
+
+    @staticmethod
+    def _discard(conn: smtplib.SMTP | None) -> None:
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _drop(self) -> None:
+        self._discard(self._conn)
+        self._conn = None
+
+    # ---- one message ----------------------------------------------------------------------------------
+
+    def _transaction(self, conn: smtplib.SMTP, sender: str, rcpt: str, data: bytes, options: list[str]) -> str:
+        """MAIL, RCPT, DATA for one message; returns the server's final reply text."""
+        try:
+            code, resp = conn.mail(sender, options)
+            if code != 250:
+                raise _Refused("MAIL", code, _reply(resp))
+            code, resp = conn.rcpt(rcpt)
+            if code not in (250, 251):
+                raise _Refused("RCPT", code, _reply(resp))
+            code, resp = conn.docmd("DATA")
+            if code != 354:
+                raise _Refused("DATA", code, _reply(resp))
+            conn.send(_LEADING_DOT.sub(b"..", data) + b".\r\n")  # data ends with CRLF (mime.py)
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _Dropped(str(exc)) from None
+        try:
+            code, resp = conn.getreply()
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _NoAnswer(str(exc) or "connection closed") from None
+        if code != 250:
+            raise _Refused("end of DATA", code, _reply(resp))
+        return _reply(resp)
+
+    def _deliver(self, template: MessageTemplate, p: Personal) -> tuple[str, str]:
+        """('sent', server reply) | ('failed', reason) | ('unknown', reason); DeliveryError stops the run."""
+        rcpt = p.recipient.email
+        sender = template.envelope_from
+        options: list[str] = []
+        data = template.render(p, template.new_message_id())
+        temporary = 0
+        dropped = 0
+        while True:
+            if self._conn is None:
+                self._conn = self._connect()
+            conn = self._conn
+            if not (rcpt.isascii() and sender.isascii()):
+                if not conn.has_extn("smtputf8"):
+                    return "failed", f"non-ASCII address and {self.where} does not support SMTPUTF8"
+                options = ["SMTPUTF8"]
+            try:
+                return "sent", self._transaction(conn, sender, rcpt, data, options)
+            except _NoAnswer as exc:
+                self._drop()
+                return "unknown", (
+                    f"connection to {self.where} lost after the message was sent, before the server's answer "
+                    f"({exc}); it may have been accepted"
+                )
+            except _Dropped as exc:
+                self._drop()
+                dropped += 1
+                if dropped > 1:
+                    raise DeliveryError(
+                        f"SMTP server {self.where} closed the connection twice while sending to {rcpt} ({exc}); "
+                        "check the server's limits and logs"
+                    ) from None
+                log.info("SMTP connection to %s dropped (%s); reconnecting", self.where, exc)
+            except _Refused as exc:
+                if exc.code == 421:  # the server is closing this connection: reconnect, like a drop
+                    self._drop()
+                    dropped += 1
+                    if dropped > 1:
+                        raise DeliveryError(
+                            f"SMTP server {self.where} keeps closing the connection (421 {exc.text}); try later"
+                        ) from None
+                    continue
+                self._reset()
+                if exc.stage == "MAIL" and exc.code >= 500:
+                    raise DeliveryError(
+                        f"SMTP server {self.where} refused the sender {sender} ({exc.code} {exc.text}); check "
+                        "'sender' (the relay may only accept its own domains) and [smtp] user"
+                    ) from None
+                if 400 <= exc.code < 500:
+                    temporary += 1
+                    if temporary > len(self.retry_delays):
+                        return "failed", f"temporary failure, gave up after {temporary} tries: {exc.code} {exc.text}"
+                    self._sleep(self.retry_delays[temporary - 1])
+                    continue
+                return "failed", f"{exc.code} {exc.text} (at {exc.stage})"
+
+    def _reset(self) -> None:
+        """RSET after a refused command, so the next MAIL starts clean; a dead connection is dropped."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    # ---- batches --------------------------------------------------------------------------------------
+
+    def _template(self, build: Build, test: bool) -> MessageTemplate:
+        key = (build.edition, build.content_hash, test)
+        template = self._templates.get(key)
+        if template is None:
+            template = MessageTemplate.from_build(build, test=test)
+            self._templates[key] = template
+        return template
+
+    def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+        """Send each recipient its own message; per-recipient outcomes in sent / failed / unknown."""
+        if self._stopped is not None:
+            raise self._stopped
+        template = self._template(build, test)
+        result = BatchResult()
+        queued: list[str] = []
+        for i, p in enumerate(batch):
+            try:
+                state, text = self._deliver(template, p)
+            except DeliveryError as exc:
+                if not result.sent and not result.unknown:
+                    raise  # nothing of this batch went out: the contract of DeliveryError holds
+                self._stopped = exc
+                reason = f"not sent: {exc}"
+                result.failed.extend((q.recipient.email, reason) for q in batch[i:])
+                break
+            email = p.recipient.email
+            if state == "sent":
+                result.sent.append(email)
+                m = _QUEUED_AS.search(text)
+                if m:
+                    queued.append(m.group(1))
+            elif state == "unknown":
+                result.unknown.append((email, text))
+            else:
+                result.failed.append((email, text))
+        result.provider_id = ",".join(queued)
+        return result
