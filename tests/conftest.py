@@ -18,3 +18,9 @@ os.environ["no_proxy"] = "127.0.0.1,localhost"
 def repo() -> Path:
     """The repository root: itself a working newsletter folder."""
     return REPO
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the user's ~/.cache/digest."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))

@@ -409,3 +409,33 @@ def test_site_paths_in_links_become_absolute() -> None:
     """A link to a site path gets the base URL, since an email has no page to resolve it against."""
     assert 'href="https://example.org/news/x"' in markdown_html("[x](/news/x)", "https://example.org/")
     assert markdown_text("[x](/news/x)", "https://example.org") == "x (https://example.org/news/x)"
+
+
+def test_cache_returns_the_same_items_and_sees_edits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second load comes from the cache and equals a fresh parse; editing a file re-reads the folder."""
+    from digest import content
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "content"
+    folder.mkdir()
+    page = folder / "2020-01-02-a.md"
+    page.write_text("---\ntitle: First\ndate: 2020-01-02\n---\nBody\n", encoding="utf-8")
+    fresh = load_content(folder, SETTINGS)
+    assert list((tmp_path / "cache" / "digest" / "content").glob("*.pickle"))
+    assert load_content(folder, SETTINGS) == fresh
+    page.write_text("---\ntitle: Second title\ndate: 2020-01-02\n---\nBody\n", encoding="utf-8")
+    assert load_content(folder, SETTINGS).items[0].title == "Second title"
+    monkeypatch.setenv("DIGEST_NO_CACHE", "1")
+    assert content.cache_dir() is None
+
+
+def test_broken_folders_are_never_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder with problems raises every time, from the parser, not from a stale cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "content"
+    folder.mkdir()
+    (folder / "x.md").write_text("---\ndate: 2020-01-02\n---\n", encoding="utf-8")
+    for _ in range(2):
+        with pytest.raises(ContentError):
+            load_content(folder, SETTINGS)
+    assert not list((tmp_path / "cache").rglob("*.pickle"))

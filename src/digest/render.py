@@ -22,6 +22,7 @@ import jinja2
 import mjml
 
 from .config import Section, Settings
+from .content import cache_dir
 from .errors import Problem, TemplateError
 from .inline import inline_css
 from .links import tag_html, utm_for
@@ -210,6 +211,20 @@ def event_place(item: Item) -> str:
     return "" if place and place in event_when(item) else place
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates on disk: Jinja checks each entry against the template's source, so an edited
+    template is recompiled; this only saves re-compiling unchanged ones in every new process."""
+    base = cache_dir()
+    if base is None:
+        return None
+    folder = base / "jinja"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
+
+
 @functools.lru_cache(maxsize=16)
 def _environment(templates_dir: str, present: frozenset[str]) -> jinja2.Environment:
     # `present` is part of the cache key so a template added to the newsletter's folder while
@@ -225,6 +240,7 @@ def _environment(templates_dir: str, present: frozenset[str]) -> jinja2.Environm
         lstrip_blocks=True,
         keep_trailing_newline=False,
         auto_reload=True,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters["long_date"] = long_date
     env.filters["date_range"] = date_range
