@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -146,7 +147,7 @@ def init(folder: str) -> None:
 @selection_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
-def list_cmd(ctx: click.Context, as_json: bool, **kw: Any) -> None:
+def list_cmd(ctx: click.Context, /, as_json: bool, **kw: Any) -> None:
     """List the items a digest would hold, and why each was selected.
 
     \b
@@ -171,7 +172,7 @@ def list_cmd(ctx: click.Context, as_json: bool, **kw: Any) -> None:
 @selection_options
 @click.option("--out", type=click.Path(file_okay=False), help="Build folder (default: config build_dir).")
 @click.pass_context
-def build(ctx: click.Context, out: str | None, **kw: Any) -> None:
+def build(ctx: click.Context, /, out: str | None, **kw: Any) -> None:
     """Render the digest into a build folder: email.html/.txt/.eml/.mjml, preview.html, manifest.json.
 
     The folder is what a later 'digest send --from-build DIR' sends: render once, send many.
@@ -193,7 +194,7 @@ def build(ctx: click.Context, out: str | None, **kw: Any) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Build folder (default: config build_dir).")
 @click.option("--open/--no-open", "open_", default=True, help="Open the preview in a browser (default: open).")
 @click.pass_context
-def preview(ctx: click.Context, out: str | None, open_: bool, **kw: Any) -> None:
+def preview(ctx: click.Context, /, out: str | None, open_: bool, **kw: Any) -> None:
     """Build the digest and open preview.html: desktop, mobile and text side by side.
 
     \b
@@ -220,7 +221,7 @@ def preview(ctx: click.Context, out: str | None, open_: bool, **kw: Any) -> None
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--out", type=click.Path(file_okay=False), help="Build folder (default: config build_dir).")
 @click.pass_context
-def serve(ctx: click.Context, port: int, out: str | None, **kw: Any) -> None:
+def serve(ctx: click.Context, /, port: int, out: str | None, **kw: Any) -> None:
     """Serve the preview on 127.0.0.1 and reload it when content, templates or config change.
 
     \b
@@ -246,7 +247,7 @@ def serve(ctx: click.Context, port: int, out: str | None, **kw: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for CI.")
 @click.option("--no-spamassassin", is_flag=True, help="Skip the SpamAssassin score even when installed.")
 @click.pass_context
-def check(ctx: click.Context, from_build: str | None, as_json: bool, no_spamassassin: bool, **kw: Any) -> None:
+def check(ctx: click.Context, /, from_build: str | None, as_json: bool, no_spamassassin: bool, **kw: Any) -> None:
     """Build the digest and run the quality checks: size, styles, MIME, headers, accessibility, spam score.
 
     Exits 6 when any check fails.
@@ -270,3 +271,260 @@ def check(ctx: click.Context, from_build: str | None, as_json: bool, no_spamassa
         click.echo(outcome.summary())
     if outcome.failed:
         ctx.exit(6)
+
+
+def _hooks(yes: bool, quiet_progress: bool = False) -> Any:
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from .pipeline import SendHooks
+
+    def notice(message: str) -> None:
+        click.echo(message, err=True)
+
+    def confirm(plan: Any) -> bool:
+        click.echo(plan.summary())
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            click.echo("No terminal to confirm on: add --yes for unattended runs (cron, CI).", err=True)
+            return False
+        return click.confirm("Send now?", default=False)
+
+    class _Silent:
+        def update(self, n: int) -> None:
+            pass
+
+    @contextmanager
+    def progress(total: int) -> Iterator[Any]:
+        # A bar only where someone watches a long send; cron logs get the closing line only.
+        if quiet_progress or total < 200 or not sys.stderr.isatty():
+            yield _Silent()
+            return
+        with click.progressbar(length=total, label="Sending", file=sys.stderr) as bar:
+            yield bar
+
+    return SendHooks(notice=notice, confirm=confirm, progress=progress)
+
+
+def _finish_send(ctx: click.Context, report: Any, report_path: str | None) -> None:
+    from . import pipeline
+
+    if report is None:
+        return
+    if report_path:
+        pipeline.write_report(Path(report_path), report)
+        click.echo(f"Report: {report_path}", err=True)
+    click.echo(report.message)
+    if report.exit_code:
+        ctx.exit(report.exit_code)
+
+
+def delivery_options(func: F) -> F:
+    options = [
+        click.option("--backend", type=click.Choice(["outbox", "smtp", "sendgrid"]), help="Default: config backend."),
+        click.option("--yes", is_flag=True, help="Do not ask for confirmation (cron, CI)."),
+        click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write a JSON report here."),
+        click.option("--resend-unknown", is_flag=True, help="Send again to recipients whose outcome is unknown."),
+        click.option("--mark-unknown-sent", is_flag=True, help="Count recipients whose outcome is unknown as sent."),
+        click.option("--skip-checks", is_flag=True, help="Send even if a quality check fails."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _unknown_policy(resend: bool, mark: bool) -> str:
+    if resend and mark:
+        raise click.UsageError("--resend-unknown and --mark-unknown-sent cannot be combined; choose one")
+    return "resend" if resend else "mark-sent" if mark else "stop"
+
+
+@main.command()
+@selection_options
+@click.option("--recipients", type=click.Path(dir_okay=False), help="CSV with an 'email' column (and 'name').")
+@click.option("--to", "to", multiple=True, metavar="ADDR", help="A test send to ADDR (repeatable): '[TEST]' subject.")
+@click.option("--from-build", type=click.Path(file_okay=False), help="Send a folder built earlier by digest build.")
+@delivery_options
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
+@click.option("--if-new", is_flag=True, help="Skip the run when nothing is new since the last edition sent.")
+@click.option("--allow-changed", is_flag=True, help="Send changed content of an edition already partly sent.")
+@click.option("--no-spamassassin", is_flag=True, help="Skip the SpamAssassin check before sending.")
+@click.pass_context
+def send(
+    ctx: click.Context,
+    /,
+    recipients: str | None,
+    to: tuple[str, ...],
+    from_build: str | None,
+    backend: str | None,
+    yes: bool,
+    report_path: str | None,
+    resend_unknown: bool,
+    mark_unknown_sent: bool,
+    skip_checks: bool,
+    dry_run: bool,
+    if_new: bool,
+    allow_changed: bool,
+    no_spamassassin: bool,
+    **kw: Any,
+) -> None:
+    """Send the digest: a test send (--to), or the edition to a list, exactly once per recipient.
+
+    A send to a list shows the count and the backend and asks first (--yes skips the question).
+    Every send is recorded in the ledger: re-running sends only to those not yet sent.
+
+    \b
+    Example:
+      digest send --month 2020-01 --to me@example.org
+      digest send --period previous-month --recipients members.csv --yes
+      digest send --from-build build/x --recipients members.csv --backend sendgrid --dry-run
+    """
+    from . import pipeline
+
+    settings = _settings(ctx)
+    request = pipeline.SendRequest(
+        opts=_selection(kw),
+        from_build=Path(from_build) if from_build else None,
+        recipients=Path(recipients) if recipients else None,
+        to=to,
+        backend=backend,
+        dry_run=dry_run,
+        unknown=_unknown_policy(resend_unknown, mark_unknown_sent),
+        allow_changed=allow_changed,
+        if_new=if_new,
+        skip_checks=skip_checks,
+        spamassassin=not no_spamassassin,
+    )
+    _finish_send(ctx, pipeline.send(settings, request, _hooks(yes)), report_path)
+
+
+@main.command()
+@click.argument("edition", required=False)
+@click.option("--from-build", type=click.Path(file_okay=False), help="The edition's build folder (default: as sent).")
+@delivery_options
+@click.pass_context
+def retry(
+    ctx: click.Context,
+    /,
+    edition: str | None,
+    from_build: str | None,
+    backend: str | None,
+    yes: bool,
+    report_path: str | None,
+    resend_unknown: bool,
+    mark_unknown_sent: bool,
+    skip_checks: bool,
+) -> None:
+    """Send an edition again to its recipients whose send failed (the latest edition by default).
+
+    \b
+    Example:
+      digest retry
+      digest retry mayors-innovation-2020-01 --backend sendgrid --yes
+    """
+    from . import pipeline
+    from .selection import SelectionOptions
+
+    settings = _settings(ctx)
+    request = pipeline.SendRequest(
+        opts=SelectionOptions(),
+        from_build=Path(from_build) if from_build else None,
+        backend=backend,
+        unknown=_unknown_policy(resend_unknown, mark_unknown_sent),
+        skip_checks=skip_checks,
+        retry_edition=edition or pipeline.latest_edition(settings),
+    )
+    _finish_send(ctx, pipeline.send(settings, request, _hooks(yes)), report_path)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def history(ctx: click.Context, /, as_json: bool) -> None:
+    """List the editions sent, newest first: period, date and recipients per state.
+
+    \b
+    Example:
+      digest history
+    """
+    from . import pipeline
+
+    editions = pipeline.history(_settings(ctx))
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in editions], indent=2))
+        return
+    if not editions:
+        click.echo("No editions sent yet.")
+        return
+    click.echo(
+        f"{'EDITION':<40} {'PERIOD':<24} {'STARTED':<20} {'SENT':>7} {'FAILED':>7} {'UNKNOWN':>7} {'PENDING':>7}"
+    )
+    for e in editions:
+        c = e.counts
+        click.echo(
+            f"{e.edition:<40} {e.period:<24} {e.created_at[:19]:<20} {c.get('sent', 0):>7} "
+            f"{c.get('failed', 0):>7} {c.get('unknown', 0):>7} {c.get('pending', 0):>7}"
+        )
+
+
+@main.command()
+@click.argument("edition", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: counts per state under their names.")
+@click.pass_context
+def status(ctx: click.Context, /, edition: str | None, as_json: bool) -> None:
+    """Show an edition's recipients per state, its failures and unknowns (the latest edition by default).
+
+    \b
+    Example:
+      digest status
+      digest status mayors-innovation-2020-01 --json
+    """
+    from . import pipeline
+
+    data = pipeline.status(_settings(ctx), edition)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    counts = data.get("counts", {})
+    click.echo(f"{data['edition']} ({data['subject']})")
+    click.echo("  " + ", ".join(f"{state} {n:,}" for state, n in counts.items()))
+    for batch in data.get("unknown_batches", []):
+        click.echo(
+            f"  unknown: batch {batch['id']} ({batch['size']} recipients via {batch['backend']}"
+            f"{', provider id ' + batch['provider_id'] if batch['provider_id'] else ''}): {batch['error']}"
+        )
+    for failure in data.get("failures", []):
+        click.echo(f"  failed: {failure['email']}: {failure['error']}")
+    if counts.get("unknown"):
+        click.echo("Decide the unknown ones: digest send ... --mark-unknown-sent, or --resend-unknown.")
+    elif counts.get("failed"):
+        click.echo(f"Send the failed ones again: digest retry {data['edition']}")
+
+
+@main.command("unsubscribe-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True, help="Port.")
+@click.pass_context
+def unsubscribe_server(ctx: click.Context, /, host: str, port: int) -> None:
+    """Run the one-click unsubscribe endpoint (RFC 8058) that the unsubscribe links point at.
+
+    Needs DIGEST_UNSUBSCRIBE_SECRET (the one the sends used). Unsubscribed addresses go to the
+    suppression file, which every later send honours. In production, run the WSGI application
+    digest.unsubscribe:app_from_env() behind any WSGI server.
+
+    \b
+    Example:
+      DIGEST_UNSUBSCRIBE_SECRET=... digest unsubscribe-server --port 8025
+    """
+    from .unsubscribe import make_app, secret_from_env, serve
+
+    settings = _settings(ctx)
+    suppressions = settings.path(settings.suppression_file)
+    app = make_app(settings, secret_from_env(required=True), suppressions)
+    serve(
+        app,
+        host=host,
+        port=port,
+        on_ready=lambda url: click.echo(f"Unsubscribe endpoint at {url} -> {suppressions} (Ctrl+C to stop)"),
+    )

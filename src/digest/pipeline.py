@@ -154,7 +154,9 @@ def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> B
         headers=headers,
         sample=sample,
     )
-    folder = out_dir or settings.path(settings.build_dir)
+    # One folder per edition: the artifact a later send or retry reads stays put while other
+    # months are previewed.
+    folder = out_dir or settings.path(settings.build_dir) / edition
     built = build_mod.write_build(folder, rendered, chosen.selection, settings, edition=edition, preview_html=page)
     return BuildOutcome(built, chosen.selection, chosen.warnings, time.perf_counter() - started)
 
@@ -237,3 +239,270 @@ def check(
     built = read_build(from_build) if from_build else build(settings, opts, None).build
     results = check_build(built, settings, spamassassin=None if spamassassin else False)
     return CheckOutcome(built, tuple(results))
+
+
+# --- send -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """What `digest send` (and `digest retry`) were asked to do."""
+
+    opts: SelectionOptions
+    from_build: Path | None = None
+    recipients: Path | None = None
+    to: tuple[str, ...] = ()
+    backend: str | None = None
+    dry_run: bool = False
+    unknown: str = "stop"  # stop | resend | mark-sent
+    allow_changed: bool = False
+    if_new: bool = False
+    skip_checks: bool = False
+    retry_edition: str | None = None  # digest retry: send the failed recipients of this edition again
+    spamassassin: bool = True
+
+
+@dataclass
+class SendHooks:
+    """How the CLI takes part: show notices, confirm a plan, and show progress."""
+
+    notice: Callable[[str], None]
+    confirm: Callable[[Any], bool]  # the send.SendPlan; False stops before anything is sent
+    progress: Callable[[int], Any]  # total -> a context manager whose value has .update(n)
+
+
+def _secret_for(settings: Settings, backend: str, list_send: bool, notice: Callable[[str], None]) -> bytes:
+    import secrets
+
+    from .unsubscribe import secret_from_env
+
+    if list_send and backend != "outbox":
+        return secret_from_env(required=True)
+    secret = secret_from_env(required=False)
+    if secret is None:
+        # The outbox and test sends reach no subscriber, so they must not need a secret to try digest.
+        notice(
+            "Note: DIGEST_UNSUBSCRIBE_SECRET is not set; unsubscribe links in these messages use a throwaway key "
+            "and will not verify. Set it before a real send."
+        )
+        secret = secrets.token_bytes(32)
+    return secret
+
+
+def _personalizer(settings: Settings, edition: str, secret: bytes) -> Callable[[Any], Any]:
+    from .deliver.base import Personal
+    from .personalize import view_url
+    from .unsubscribe import recipient_unsubscribe
+
+    view = view_url(settings, edition)
+
+    def personalize(recipient: Any) -> Personal:
+        url, headers = recipient_unsubscribe(settings, recipient.email, secret)
+        values = {"name": recipient.name, "email": recipient.email, "unsubscribe_url": url, "view_url": view}
+        return Personal(recipient, values, headers)
+
+    return personalize
+
+
+def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Build:
+    from .build import read_build
+    from .errors import CheckFailed
+
+    from_build = request.from_build
+    if from_build is None and request.retry_edition:
+        from_build = _retry_folder(settings, request.retry_edition)
+    if from_build:
+        built = read_build(from_build)
+    else:
+        built = build(settings, request.opts, None).build
+        hooks.notice(f"Built {built.edition} -> {built.folder}")
+    if request.skip_checks or request.dry_run:
+        return built
+    from .checks import check_build
+
+    results = check_build(built, settings, spamassassin=None if request.spamassassin else False)
+    failing = [r for r in results if r.status == "fail"]
+    if failing:
+        lines = "\n".join(r.line() for r in failing)
+        raise CheckFailed(
+            f"{built.edition} fails {len(failing)} quality check(s); nothing sent:\n{lines}\n"
+            "Fix the digest (digest check shows every check), or send anyway with --skip-checks."
+        )
+    return built
+
+
+def _retry_folder(settings: Settings, edition: str) -> Path:
+    from .errors import LedgerError
+    from .ledger import Ledger
+
+    path = settings.path(settings.ledger_path)
+    if not path.exists():
+        raise LedgerError(f"{path}: no ledger yet; nothing was sent, so there is nothing to retry")
+    with Ledger.open(path) as ledger:
+        folder = ledger.build_folder(edition)
+    if folder is None:
+        raise LedgerError(f"no build folder recorded for {edition}; give it with --from-build DIR")
+    return Path(folder)
+
+
+def _sent_items(ledger_path: Path, newsletter: str) -> set[str] | None:
+    """Item ids of every edition this newsletter has sent to anyone; None when nothing was sent yet."""
+    if not ledger_path.exists():
+        return None
+    from .ledger import Ledger
+
+    with Ledger.open(ledger_path) as ledger:
+        return ledger.sent_item_ids(newsletter)
+
+
+def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
+    """Build (or read) the edition, check it, and deliver it once to everyone on the list.
+
+    Returns the send.SendReport, or None when --if-new found nothing new.
+    """
+    from .deliver.registry import make_backend
+    from .errors import EmptySelection, UsageError
+    from .ledger import Ledger
+    from .lock import newsletter_lock
+    from .recipients import load_suppressions, read_recipients, single_recipient
+    from .send import execute_send, prepare_send
+
+    if request.backend:
+        settings = dataclasses.replace(settings, backend=request.backend)
+        from .config import validate
+
+        validate(settings)
+    test = bool(request.to)
+    retry = request.retry_edition is not None
+    if test and request.recipients:
+        raise UsageError("--to and --recipients cannot be combined: --to is a test send, --recipients the list")
+    if not (test or request.recipients or retry):
+        raise UsageError("say who gets it: --recipients FILE for the list, or --to ADDR for a test send")
+    ledger_path = settings.path(settings.ledger_path)
+
+    if request.if_new and not test:
+        try:
+            chosen = choose(settings, request.opts)
+        except EmptySelection as exc:
+            hooks.notice(f"--if-new: {exc}")
+            return None
+        sent = _sent_items(ledger_path, settings.slug)
+        posted = {item.id for item in chosen.selection.posted}
+        if sent is not None and posted <= sent:
+            hooks.notice(
+                f"--if-new: nothing new since the last edition sent ({len(posted)} posted item(s), all sent before); "
+                "nothing to do."
+            )
+            return None
+
+    built = _build_for_send(settings, request, hooks)
+    backend = make_backend(settings.backend, settings, outbox_dir=settings.path(settings.outbox_dir))
+    list_send = not test and not request.dry_run
+    secret = _secret_for(settings, settings.backend, list_send, hooks.notice) if not request.dry_run else b"dry-run"
+    personalize = _personalizer(settings, built.edition, secret)
+    unknown = request.unknown
+
+    def run(ledger: Any, recipients: Any) -> Any:
+        plan = prepare_send(
+            built,
+            backend,
+            recipients,
+            ledger=ledger,
+            test=test,
+            dry_run=request.dry_run,
+            unknown=unknown,  # type: ignore[arg-type]
+            allow_changed=request.allow_changed,
+            retry_failed=retry,
+        )
+        if plan.mode == "send" and not plan.nothing_to_do and not hooks.confirm(plan):
+            from .errors import DigestError
+
+            plan.cancel()
+            raise DigestError(f"Not confirmed; nothing sent. ({plan.summary()})")
+        with hooks.progress(plan.to_send) as bar:
+            return execute_send(plan, personalize=personalize, progress=bar.update)
+
+    if test:
+        return run(None, [single_recipient(addr) for addr in request.to])
+    suppressed = load_suppressions(settings.path(settings.suppression_file))
+    rows = read_recipients(request.recipients, suppressed=suppressed) if request.recipients else None
+    if request.dry_run:
+        if not ledger_path.exists():
+            return run(None, rows)
+        with Ledger.open(ledger_path) as ledger:
+            return run(ledger, rows)
+    with newsletter_lock(ledger_path, built.newsletter), Ledger.open(ledger_path) as ledger:
+        if retry and request.retry_edition != built.edition:
+            raise UsageError(
+                f"digest retry {request.retry_edition}: the build is {built.edition}; "
+                "give the same window (or --from-build) as the original send"
+            )
+        try:
+            return run(ledger, rows)
+        finally:
+            # After prepare_send began the edition: what --if-new and digest retry need later.
+            ledger.record_build(
+                built.edition, _posted_ids(built), str(built.folder.resolve()), content_hash=built.content_hash
+            )
+
+
+def _posted_ids(built: Build) -> list[str]:
+    selection = built.manifest.get("selection", {})
+    posted = selection.get("posted", []) if isinstance(selection, dict) else []
+    return [str(i) for i in posted]
+
+
+def write_report(path: Path, report: Any) -> None:
+    import json
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(path.suffix + ".tmp")
+    temp.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+
+
+# --- ledger views ---------------------------------------------------------------------------------
+
+
+def latest_edition(settings: Settings) -> str:
+    from .errors import LedgerError
+    from .ledger import Ledger
+
+    path = settings.path(settings.ledger_path)
+    if not path.exists():
+        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
+    with Ledger.open(path) as ledger:
+        name = ledger.latest_edition(settings.slug)
+    if name is None:
+        raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
+    return name
+
+
+def history(settings: Settings) -> list[Any]:
+    from .ledger import Ledger
+
+    path = settings.path(settings.ledger_path)
+    if not path.exists():
+        return []
+    with Ledger.open(path) as ledger:
+        return ledger.history(settings.slug)
+
+
+def status(settings: Settings, edition: str | None) -> dict[str, Any]:
+    from .errors import LedgerError
+    from .ledger import Ledger
+
+    path = settings.path(settings.ledger_path)
+    if not path.exists():
+        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
+    with Ledger.open(path) as ledger:
+        name = edition or ledger.latest_edition(settings.slug)
+        if name is None:
+            raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
+        data = ledger.status(name)
+        if data is None:
+            known = ", ".join(e.edition for e in ledger.history(settings.slug, limit=5)) or "none"
+            raise LedgerError(f"no edition '{name}' in {path}; recent editions: {known} (see digest history)")
+    counts = data.get("counts", {})
+    return {**(counts if isinstance(counts, dict) else {}), **data}

@@ -1,0 +1,615 @@
+"""Send: recipients -> ledger -> batches -> backend -> ledger, so each recipient gets an edition once.
+
+Two steps, so the CLI can show the count and ask before anything leaves:
+
+    with newsletter_lock(ledger_path, build.newsletter), Ledger.open(ledger_path) as ledger:
+        plan = prepare_send(build, backend, read_recipients(csv, suppressed=...), ledger=ledger)
+        # show plan.summary(), confirm (or --yes)
+        report = execute_send(plan, personalize=...)
+    # report.message is the closing line, report.exit_code 0 or 4 (PartialFailure)
+
+The newsletter lock is the caller's: it spans prepare and execute, and a real send refuses to
+start without it (recovering in-flight rows is only safe when no other run can own them).
+Test sends (`test=True`, --to) and dry runs never write recipient states and need no lock.
+
+Write-ahead per batch: claim_batch (pending -> in_flight, fsynced) -> backend.send_batch -> record (one commit).
+A crash between the first and the last leaves the batch in_flight; the next run turns it into
+`unknown` and stops until the user decides, because only the provider knows whether it went out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Protocol
+
+from .deliver.base import Backend, BatchResult, OutcomeUnknown, Personal
+from .errors import DeliveryError, LedgerError, PartialFailure
+from .ledger import BatchInfo, Ledger, normalize_email
+from .lock import require_lock
+from .models import Build, Recipient
+
+UnknownPolicy = Literal["stop", "resend", "mark-sent"]
+Personalize = Callable[[Recipient], Personal]
+Progress = Callable[[int], None]
+
+REPORT_CAP = 100  # rows of problems / failures kept in a report; the counts are always complete
+BATCH_CAP = 1000  # batches listed in a report (SMTP batches are small; 100k of them help nobody)
+MAX_UNKNOWN_IN_A_ROW = 3  # after this many batches in a row without an answer, the provider is down: stop
+
+
+class RowProblemLike(Protocol):
+    """What recipients.py yields for a row it skips (its RowProblem)."""
+
+    line: int
+    email: str
+    reason: str
+
+
+class UnknownOutcomes(LedgerError):
+    """Recipients whose delivery is unknown wait for the user's decision; nothing was sent."""
+
+    def __init__(self, edition: str, count: int, batches: list[BatchInfo]):
+        self.edition = edition
+        self.count = count
+        self.batches = batches
+        shown = ", ".join(
+            f"{b.id} ({b.size} via {b.backend}{', provider id ' + b.provider_id if b.provider_id else ''})"
+            for b in batches[:10]
+        )
+        more = f" and {len(batches) - 10} more" if len(batches) > 10 else ""
+        super().__init__(
+            f"edition {edition}: {count} recipient{'s' if count != 1 else ''} in {len(batches)} "
+            f"batch{'es' if len(batches) != 1 else ''} have an unknown outcome: a run stopped after handing them "
+            f"to the backend and before hearing back (batches {shown}{more}); nothing sent. "
+            "Find out whether they went out, then re-run with --mark-unknown-sent (they were delivered) or "
+            "--resend-unknown (they were not; anyone who did get it gets it twice). For SendGrid, every message "
+            "carries custom_args 'edition' and 'batch' (the batch id): search the Activity feed for those batch ids. "
+            f"'digest status {edition}' lists them again."
+        )
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProblemRow:
+    line: int
+    email: str
+    reason: str
+    kind: str  # invalid | suppressed | duplicate
+
+
+@dataclass
+class Tally:
+    """Rows skipped while streaming the list: every one counted, the first REPORT_CAP kept."""
+
+    invalid: int = 0
+    suppressed: int = 0
+    duplicates: int = 0
+    rows: list[ProblemRow] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.invalid + self.suppressed + self.duplicates
+
+    def add(self, problem: RowProblemLike) -> None:
+        kind = _problem_kind(problem)
+        if kind == "suppressed":
+            self.suppressed += 1
+        elif kind == "duplicate":
+            self.duplicates += 1
+        else:
+            self.invalid += 1
+        if len(self.rows) < REPORT_CAP:
+            self.rows.append(ProblemRow(problem.line, problem.email, problem.reason, kind))
+
+
+def _problem_kind(problem: RowProblemLike) -> str:
+    """invalid | suppressed | duplicate, from RowProblem.kind when it has one, else from the reason's words."""
+    kind = str(getattr(problem, "kind", "") or "").lower()
+    text = kind or problem.reason.lower()
+    if "suppress" in text or "unsubscri" in text:
+        return "suppressed"
+    if "duplicate" in text:
+        return "duplicate"
+    return "invalid"
+
+
+@dataclass
+class SendPlan:
+    """What a send will do, computed before anything is sent (the CLI shows it and asks)."""
+
+    build: Build
+    backend: Backend
+    ledger: Ledger | None
+    mode: Literal["send", "test", "dry-run"]
+    unknown_policy: UnknownPolicy
+    retry_failed: bool
+    allow_changed: bool = False
+    run_id: int | None = None
+    scope: int | None = None  # the run whose list limits who is sent to; None: every pending row (retry)
+    listed: int = 0  # valid recipients on the list given (all of them for test sends)
+    added: int = 0  # of those, new to the edition
+    to_send: int = 0  # what execute_send will hand to the backend
+    already_sent: int = 0  # on the list and already sent (skipped)
+    failed_before: int = 0  # on the list and failed in an earlier run (digest retry sends them)
+    unknown: int = 0  # recipients with an unknown outcome (resolved by execute_send per unknown_policy)
+    problems: Tally = field(default_factory=Tally)
+    test_recipients: list[Recipient] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    started_at: str = field(default_factory=lambda: _now())
+
+    @property
+    def edition(self) -> str:
+        return self.build.edition
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.to_send == 0
+
+    def cancel(self) -> None:
+        """The user declined at the prompt: close the run as "declined". Nothing was sent; list members
+        added as pending stay pending (they are on the list), unknown rows stay undecided."""
+        if self.ledger is not None and self.run_id is not None:
+            self.ledger.finish_run(self.run_id, "declined")
+
+    def summary(self) -> str:
+        """One line for the confirmation prompt."""
+        who = _people(self.to_send)
+        if self.mode == "test":
+            return f"Test send of {self.edition} to {who} via {self.backend.name} (ledger untouched)."
+        extra = []
+        if self.already_sent:
+            extra.append(f"{self.already_sent:,} already sent")
+        if self.failed_before and not self.retry_failed:
+            extra.append(f"{self.failed_before:,} failed earlier (digest retry)")
+        if self.unknown and self.unknown_policy == "mark-sent":
+            extra.append(f"{self.unknown:,} unknown to be marked sent")
+        if self.problems.total:
+            p = self.problems
+            extra.append(_skipped_text(p.invalid, p.suppressed, p.duplicates))
+        tail = f" ({'; '.join(extra)})" if extra else ""
+        verb = "Would send" if self.mode == "dry-run" else "Send"
+        return f"{verb} {self.edition} to {who} via {self.backend.name}{tail}."
+
+
+def prepare_send(
+    build: Build,
+    backend: Backend,
+    recipients: Iterable[Recipient | RowProblemLike] | None,
+    *,
+    ledger: Ledger | None,
+    test: bool = False,
+    dry_run: bool = False,
+    unknown: UnknownPolicy = "stop",
+    allow_changed: bool = False,
+    retry_failed: bool = False,
+) -> SendPlan:
+    """Stream the list into the ledger and count what a send would do; sends nothing.
+
+    - test: `recipients` (the --to addresses) are kept in memory; the ledger is not touched (may be None).
+    - dry_run: the list is streamed and compared with the ledger read-only (ledger may be None: all new).
+    - otherwise (the newsletter lock must be held): the edition is begun (content-hash rule, see
+      Ledger.begin_edition), in-flight rows left by a dead run become unknown, and the list is added
+      as pending. `recipients=None` sends to the edition's pending rows as the ledger has them (digest retry).
+      Unknown rows with unknown="stop" raise UnknownOutcomes before the list is read.
+    """
+    if test and dry_run:
+        mode: Literal["send", "test", "dry-run"] = "dry-run"
+    else:
+        mode = "test" if test else "dry-run" if dry_run else "send"
+    plan = SendPlan(build, backend, ledger, mode, unknown, retry_failed, allow_changed)
+    if test:
+        for row in recipients or ():
+            if isinstance(row, Recipient):
+                plan.test_recipients.append(row)
+            else:
+                plan.problems.add(row)
+        plan.listed = plan.to_send = len(plan.test_recipients)
+        return plan
+    if dry_run:
+        _count_dry(plan, recipients)
+        return plan
+
+    if ledger is None:
+        raise LedgerError("send: a real send needs the ledger; open it with Ledger.open(settings.ledger_path)")
+    # Recovering in-flight rows below is only right when no other run can own them.
+    require_lock(ledger.path, build.newsletter)
+    ledger.begin_edition(
+        build.edition, build.newsletter, build.period, build.content_hash, build.subject, allow_changed=allow_changed
+    )
+    ledger.recover_in_flight(build.edition)
+    unknown_now = ledger.counts(build.edition)["unknown"]
+    if unknown_now and unknown == "stop":
+        raise UnknownOutcomes(build.edition, unknown_now, ledger.unknown_batches(build.edition))
+    plan.unknown = unknown_now
+    if recipients is None:
+        counts = ledger.counts(build.edition)
+        plan.listed = sum(counts.values())
+    else:
+        plan.run_id = plan.scope = ledger.start_run(build.edition, backend.name)
+        added = ledger.add_recipients(build.edition, _valid(recipients, plan.problems), run_id=plan.run_id)
+        plan.listed, plan.added = added.listed, added.added
+        counts = ledger.counts(build.edition, run_id=plan.run_id)
+    plan.already_sent = counts["sent"]
+    plan.failed_before = counts["failed"]
+    plan.to_send = counts["pending"] + (counts["unknown"] if unknown == "resend" else 0)
+    plan.to_send += counts["failed"] if retry_failed else 0
+    if plan.run_id is None:
+        plan.run_id = ledger.start_run(build.edition, backend.name)
+    return plan
+
+
+def _valid(rows: Iterable[Recipient | RowProblemLike], tally: Tally) -> Iterator[Recipient]:
+    for row in rows:
+        if isinstance(row, Recipient):
+            yield row
+        else:
+            tally.add(row)
+
+
+def _count_dry(plan: SendPlan, recipients: Iterable[Recipient | RowProblemLike] | None) -> None:
+    """Dry run: what the real run would do, reading the ledger in chunks and writing nothing.
+
+    It refuses where the real run would (changed content, undecided unknown outcomes), so a dry run
+    before a cron send shows the problem first. The list is de-duplicated by recipients.py.
+    """
+    ledger, build = plan.ledger, plan.build
+    edition = build.edition
+    known = ledger is not None and ledger.edition(edition) is not None
+    if known and ledger is not None:
+        ledger.check_content(edition, build.content_hash, allow_changed=plan.allow_changed)
+        counts = ledger.counts(edition)
+        plan.unknown = counts["unknown"] + counts["in_flight"]  # a real run turns in_flight into unknown first
+        if plan.unknown and plan.unknown_policy == "stop":
+            raise UnknownOutcomes(edition, plan.unknown, ledger.unknown_batches(edition, include_in_flight=True))
+    chunk: list[str] = []
+
+    def flush() -> None:
+        states = ledger.states_of(edition, chunk) if known and ledger is not None else {}
+        plan.added += sum(1 for email in chunk if email not in states)
+        for email in chunk:
+            state = states.get(email, "pending")
+            if state == "sent":
+                plan.already_sent += 1
+            elif state == "failed":
+                plan.failed_before += 1
+                plan.to_send += 1 if plan.retry_failed else 0
+            elif state in ("unknown", "in_flight"):
+                plan.to_send += 1 if plan.unknown_policy == "resend" else 0
+            else:
+                plan.to_send += 1
+        chunk.clear()
+
+    for recipient in _valid(recipients or (), plan.problems):
+        plan.listed += 1
+        chunk.append(normalize_email(recipient.email))
+        if len(chunk) >= 5000:
+            flush()
+    flush()
+
+
+# --- execute ------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchOutcome:
+    id: str
+    size: int
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    provider_id: str = ""
+    error: str = ""
+
+
+@dataclass
+class FailureRow:
+    email: str
+    reason: str
+
+
+@dataclass
+class SendReport:
+    """What a run did. `to_dict()` is the --report JSON; `exit_code` is 0 or 4; `message` the closing line."""
+
+    edition: str
+    newsletter: str
+    backend: str
+    mode: str  # send | test | dry-run
+    listed: int = 0
+    added: int = 0
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    already_sent: int = 0
+    failed_before: int = 0
+    would_send: int = 0  # dry runs only
+    pending_left: int = 0  # on the list, not sent because the run stopped early
+    unknown_resolved: int = 0
+    unknown_policy: str = "stop"
+    skipped_invalid: int = 0
+    skipped_suppressed: int = 0
+    duplicates: int = 0
+    problems: list[ProblemRow] = field(default_factory=list)
+    failures: list[FailureRow] = field(default_factory=list)
+    batches: list[BatchOutcome] = field(default_factory=list)
+    batches_total: int = 0
+    totals: dict[str, int] = field(default_factory=dict)  # the edition's recipients per state after the run
+    stopped: str = ""  # why the run stopped before the list was done
+    started_at: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode == "dry-run"
+
+    @property
+    def test(self) -> bool:
+        return self.mode == "test"
+
+    @property
+    def exit_code(self) -> int:
+        """4 (PartialFailure) when this run left anyone failed, unknown or unsent; else 0."""
+        return PartialFailure.exit_code if (self.failed or self.unknown or self.pending_left) else 0
+
+    @property
+    def message(self) -> str:
+        """The one line every run ends with: what happened, and what to do next if anything."""
+        skip = _skipped_text(self.skipped_invalid, self.skipped_suppressed, self.duplicates)
+        skip = f"; {skip}" if skip else ""
+        if self.dry_run:
+            return (
+                f"Dry run: {self.edition} would go to {_people(self.would_send)} via {self.backend} "
+                f"({self.already_sent:,} already sent){skip}; nothing sent. Drop --dry-run to send."
+            )
+        if self.test:
+            return f"Test send of {self.edition}: {self.sent:,} sent, {self.failed:,} failed via {self.backend}{skip}."
+        if not (self.sent or self.failed or self.unknown or self.pending_left):
+            return f"{self.edition}: already sent to {self.already_sent:,}; nothing to do{skip}."
+        parts = [f"Sent {self.edition} to {_people(self.sent)} via {self.backend} in {self.duration_s:.1f} s"]
+        if self.already_sent:
+            parts.append(f"{self.already_sent:,} had it already")
+        if self.failed:
+            parts.append(f"{self.failed:,} failed (digest status {self.edition}; digest retry {self.edition})")
+        if self.unknown:
+            parts.append(
+                f"{self.unknown:,} unknown (decide with --mark-unknown-sent or --resend-unknown; digest status)"
+            )
+        if self.stopped:
+            parts.append(f"stopped early, {self.pending_left:,} not sent yet: {self.stopped}; re-run to continue")
+        return "; ".join(parts) + skip + "."
+
+    def raise_for_partial(self) -> None:
+        """For callers that prefer an exception: PartialFailure (exit 4) carrying `message`."""
+        if self.exit_code:
+            raise PartialFailure(self.message)
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data.update(dry_run=self.dry_run, test=self.test, exit_code=self.exit_code, message=self.message)
+        return data
+
+
+def execute_send(
+    plan: SendPlan,
+    *,
+    personalize: Personalize,
+    progress: Progress | None = None,
+    max_unknown_in_a_row: int = MAX_UNKNOWN_IN_A_ROW,
+) -> SendReport:
+    """Carry out a plan from prepare_send. Raises DeliveryError when the backend stops the run
+    (that batch goes back to pending first); otherwise returns the report (exit_code 4 if partial).
+
+    A batch whose outcome is unknown (OutcomeUnknown) is marked so and the run goes on with the next
+    one: the rest of the list should not wait on one lost answer. After `max_unknown_in_a_row` such
+    batches in a row the provider is evidently not answering, and the run stops with the rest pending.
+    """
+    build = plan.build
+    report = SendReport(
+        edition=build.edition,
+        newsletter=build.newsletter,
+        backend=plan.backend.name,
+        mode=plan.mode,
+        listed=plan.listed,
+        added=plan.added,
+        already_sent=plan.already_sent,
+        failed_before=plan.failed_before,
+        unknown_policy=plan.unknown_policy,
+        skipped_invalid=plan.problems.invalid,
+        skipped_suppressed=plan.problems.suppressed,
+        duplicates=plan.problems.duplicates,
+        problems=list(plan.problems.rows),
+        started_at=plan.started_at,
+    )
+    if plan.mode == "dry-run":
+        report.would_send = plan.to_send
+    elif plan.mode == "test":
+        _send_test(plan, report, personalize, progress)
+    else:
+        _send_ledgered(plan, report, personalize, progress, max_unknown_in_a_row)
+    report.duration_s = round(time.monotonic() - plan.started, 3)
+    return report
+
+
+def send_edition(
+    build: Build,
+    backend: Backend,
+    recipients: Iterable[Recipient | RowProblemLike] | None,
+    *,
+    ledger: Ledger | None,
+    personalize: Personalize,
+    test: bool = False,
+    dry_run: bool = False,
+    unknown: UnknownPolicy = "stop",
+    allow_changed: bool = False,
+    retry_failed: bool = False,
+    progress: Progress | None = None,
+) -> SendReport:
+    """prepare_send + execute_send without a confirmation in between (for --yes and scripts)."""
+    plan = prepare_send(
+        build,
+        backend,
+        recipients,
+        ledger=ledger,
+        test=test,
+        dry_run=dry_run,
+        unknown=unknown,
+        allow_changed=allow_changed,
+        retry_failed=retry_failed,
+    )
+    return execute_send(plan, personalize=personalize, progress=progress)
+
+
+def _send_test(plan: SendPlan, report: SendReport, personalize: Personalize, progress: Progress | None) -> None:
+    backend = plan.backend
+    size = max(1, backend.batch_size)
+    people = plan.test_recipients
+    backend.open()
+    try:
+        for seq, start in enumerate(range(0, len(people), size), 1):
+            chunk = people[start : start + size]
+            batch_id = f"test-{seq:04d}"
+            try:
+                result = backend.send_batch(
+                    build=plan.build, batch=[personalize(r) for r in chunk], batch_id=batch_id, test=True
+                )
+            except OutcomeUnknown as exc:
+                report.unknown += len(chunk)
+                _add_batch(report, BatchOutcome(batch_id, len(chunk), unknown=len(chunk), error=str(exc)))
+                continue
+            _tally_result(report, batch_id, len(chunk), result)
+            if progress:
+                progress(len(chunk))
+    finally:
+        backend.close()
+
+
+def _send_ledgered(
+    plan: SendPlan, report: SendReport, personalize: Personalize, progress: Progress | None, max_unknown_in_a_row: int
+) -> None:
+    ledger, build, backend = plan.ledger, plan.build, plan.backend
+    assert ledger is not None and plan.run_id is not None  # prepare_send guarantees both for mode "send"
+    edition, run_id = build.edition, plan.run_id
+    # The user's decisions apply only now, after confirmation: declining the prompt leaves them undone.
+    if plan.unknown and plan.unknown_policy != "stop":
+        report.unknown_resolved = ledger.resolve_unknown(edition, plan.unknown_policy)
+        if plan.unknown_policy == "mark-sent":
+            report.already_sent += report.unknown_resolved
+    if plan.retry_failed:
+        ledger.retry_failed(edition)
+    scope = plan.scope
+    outcome = "error"
+    unknown_in_a_row = 0
+    seq = 0
+    backend.open()
+    try:
+        while True:
+            if unknown_in_a_row >= max_unknown_in_a_row:
+                if ledger.next_batch(edition, 1, run_id=scope):
+                    report.stopped = f"{unknown_in_a_row} batches in a row got no answer from {backend.name}"
+                break
+            seq += 1
+            batch_id = f"r{run_id}-b{seq:05d}"
+            # Write-ahead: the rows are in flight, fsynced, before anything is handed to the backend.
+            rows = ledger.claim_batch(
+                edition, max(1, backend.batch_size), batch_id, backend.name, build.content_hash, run_id=scope
+            )
+            if not rows:
+                break
+            try:
+                batch = [personalize(row.recipient()) for row in rows]
+            except BaseException:
+                ledger.release(batch_id, "personalisation failed; nothing was handed to the backend")
+                raise
+            try:
+                result = backend.send_batch(build, batch, batch_id, test=False)
+            except OutcomeUnknown as exc:
+                ledger.mark_batch_unknown(batch_id, str(exc))
+                report.unknown += len(rows)
+                _add_batch(report, BatchOutcome(batch_id, len(rows), unknown=len(rows), error=str(exc)))
+                unknown_in_a_row += 1
+                continue
+            except DeliveryError as exc:
+                # The backend's contract: DeliveryError means nothing of this batch was sent.
+                ledger.release(batch_id, str(exc))
+                raise type(exc)(
+                    f"{exc} (this run sent {report.sent:,} before it stopped; the rest stay pending: "
+                    "fix the cause and re-run the same command to continue)"
+                ) from exc
+            except BaseException as exc:
+                # A bug or Ctrl-C inside the backend: whether the request left is anyone's guess.
+                ledger.mark_batch_unknown(batch_id, f"interrupted: {exc!r}")
+                raise
+            counts = ledger.record(edition, batch_id, result)
+            unknown_in_a_row = 0 if not counts.get("unknown") else unknown_in_a_row + 1
+            report.sent += counts.get("sent", 0)
+            report.failed += counts.get("failed", 0)
+            report.unknown += counts.get("unknown", 0)
+            _add_batch(
+                report,
+                BatchOutcome(
+                    batch_id,
+                    len(rows),
+                    counts.get("sent", 0),
+                    counts.get("failed", 0),
+                    counts.get("unknown", 0),
+                    result.provider_id,
+                ),
+            )
+            for email, reason in result.failed:
+                if len(report.failures) < REPORT_CAP:
+                    report.failures.append(FailureRow(email, reason))
+            if progress:
+                progress(len(rows))
+        outcome = "partial" if (report.failed or report.unknown or report.stopped) else "done"
+    finally:
+        backend.close()
+        if report.stopped:
+            report.pending_left = ledger.counts(edition, run_id=scope)["pending"]
+        ledger.finish_run(run_id, outcome)
+        ledger.finish_edition_if_done(edition)
+        report.totals = ledger.counts(edition)
+
+
+def _tally_result(report: SendReport, batch_id: str, size: int, result: BatchResult) -> None:
+    unknown = result.unknown
+    report.sent += len(result.sent)
+    report.failed += len(result.failed)
+    report.unknown += len(unknown)
+    for email, reason in result.failed:
+        if len(report.failures) < REPORT_CAP:
+            report.failures.append(FailureRow(email, reason))
+    _add_batch(
+        report, BatchOutcome(batch_id, size, len(result.sent), len(result.failed), len(unknown), result.provider_id)
+    )
+
+
+def _add_batch(report: SendReport, outcome: BatchOutcome) -> None:
+    report.batches_total += 1
+    if len(report.batches) < BATCH_CAP:
+        report.batches.append(outcome)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _people(n: int) -> str:
+    return f"{n:,} recipient{'s' if n != 1 else ''}"
+
+
+def _skipped_text(invalid: int, suppressed: int, duplicates: int) -> str:
+    """ "3 list rows skipped (1 invalid, 1 suppressed, 1 duplicate)", or "" when none were."""
+    total = invalid + suppressed + duplicates
+    if not total:
+        return ""
+    kinds = [
+        f"{n:,} {kind}"
+        for n, kind in ((invalid, "invalid"), (suppressed, "suppressed"), (duplicates, "duplicate"))
+        if n
+    ]
+    return f"{total:,} list row{'s' if total != 1 else ''} skipped ({', '.join(kinds)})"

@@ -1,0 +1,409 @@
+"""Send loop: recipients -> ledger -> batches -> backend -> ledger, re-runs, test sends, dry runs, outcomes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from digest.deliver.base import BatchResult, OutcomeUnknown, Personal
+from digest.errors import DeliveryError, LedgerError
+from digest.ledger import Ledger
+from digest.lock import newsletter_lock
+from digest.models import Build, Recipient
+from digest.recipients import read_recipients
+from digest.send import SendReport, UnknownOutcomes, execute_send, prepare_send, send_edition
+
+ED = "mayors-innovation-2020-01"
+
+
+def make_build(folder: Path, content_hash: str = "sha256:" + "1" * 64, subject: str = "January news") -> Build:
+    return Build(
+        folder=folder,
+        edition=ED,
+        newsletter="mayors-innovation",
+        period="2020-01",
+        content_hash=content_hash,
+        subject=subject,
+        preheader="",
+        html="<p>Hello %%name%%</p>",
+        text="Hello %%name:text%%",
+        sender="News <news@example.org>",
+        reply_to="",
+        manifest={},
+    )
+
+
+def personalize(r: Recipient) -> Personal:
+    return Personal(r, {"name": r.name, "email": r.email, "unsubscribe_url": "u", "view_url": "v"})
+
+
+@dataclass
+class ScriptedBackend:
+    """A backend in memory: delivers (records) every batch unless the script says otherwise for that call.
+
+    Script values per send_batch call number (1-based): "unknown" (raise OutcomeUnknown after delivering),
+    "lost" (raise OutcomeUnknown without delivering), "refuse" (raise DeliveryError, nothing delivered),
+    "fail-first" (the first recipient of the batch fails), "interrupt" (KeyboardInterrupt after delivering).
+    """
+
+    batch_size: int = 3
+    script: dict[int, str] = field(default_factory=dict)
+    name: str = "scripted"
+    delivered: list[str] = field(default_factory=list)
+    calls: int = 0
+    test_flags: list[bool] = field(default_factory=list)
+    opened: int = 0
+    closed: int = 0
+
+    def open(self) -> None:
+        self.opened += 1
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+        self.calls += 1
+        self.test_flags.append(test)
+        action = self.script.get(self.calls, "ok")
+        emails = [p.recipient.email for p in batch]
+        if action == "refuse":
+            raise DeliveryError("scripted: 401 bad key; set SENDGRID_API_KEY")
+        if action == "lost":
+            raise OutcomeUnknown("scripted: connection reset before the request was written")
+        if action == "fail-first":
+            self.delivered += emails[1:]
+            return BatchResult(sent=emails[1:], failed=[(emails[0], "550 mailbox unavailable")], provider_id=batch_id)
+        self.delivered += emails
+        if action == "unknown":
+            raise OutcomeUnknown("scripted: read timed out after the request was sent")
+        if action == "interrupt":
+            raise KeyboardInterrupt
+        return BatchResult(sent=emails, provider_id=f"msg-{batch_id}")
+
+
+def people(n: int, start: int = 0) -> list[Recipient]:
+    return [Recipient(f"user{i}@example.org", f"User {i}", line=i + 2) for i in range(start, start + n)]
+
+
+@pytest.fixture
+def ledger_path(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.sqlite3"
+
+
+def run(
+    ledger_path: Path, backend: ScriptedBackend, recipients: list[Recipient] | None, **options: object
+) -> SendReport:
+    """One locked real send, as the CLI does it."""
+    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
+        return send_edition(
+            make_build(ledger_path.parent), backend, recipients, ledger=ledger, personalize=personalize, **options
+        )  # type: ignore[arg-type]
+
+
+def counts(ledger_path: Path) -> dict[str, int]:
+    with Ledger.open(ledger_path) as ledger:
+        return ledger.counts(ED)
+
+
+def test_send_everyone_once_in_batches(ledger_path: Path) -> None:
+    """Every recipient is sent once, in list order, in batches of the backend's size; exit code 0."""
+    backend = ScriptedBackend()
+    report = run(ledger_path, backend, people(7))
+    assert backend.delivered == [f"user{i}@example.org" for i in range(7)]
+    assert (report.sent, report.failed, report.unknown, report.exit_code) == (7, 0, 0, 0)
+    assert [b.size for b in report.batches] == [3, 3, 1] and report.batches[0].provider_id.startswith("msg-r")
+    assert counts(ledger_path)["sent"] == 7 and backend.opened == backend.closed == 1
+    assert report.message.startswith(f"Sent {ED} to 7 recipients via scripted")
+
+
+def test_rerun_sends_only_to_the_not_yet_sent(ledger_path: Path) -> None:
+    """A re-run with a longer list sends only to the new people; the same list again has nothing to do."""
+    run(ledger_path, ScriptedBackend(), people(4))
+    backend = ScriptedBackend()
+    report = run(ledger_path, backend, people(6))
+    assert backend.delivered == ["user4@example.org", "user5@example.org"]
+    assert (report.sent, report.already_sent, report.added) == (2, 4, 2)
+    again = ScriptedBackend()
+    report = run(ledger_path, again, people(6))
+    assert again.calls == 0 and report.exit_code == 0
+    assert report.message == f"{ED}: already sent to 6; nothing to do."
+
+
+def test_people_no_longer_on_the_list_are_not_sent(ledger_path: Path) -> None:
+    """Someone pending from an interrupted run who left the list (or unsubscribed) is not sent to."""
+    with pytest.raises(DeliveryError):
+        run(ledger_path, ScriptedBackend(script={2: "refuse"}), people(6))
+    backend = ScriptedBackend()
+    report = run(ledger_path, backend, people(4))  # user4 and user5 left the list meanwhile
+    assert backend.delivered == ["user3@example.org"] and report.sent == 1
+    assert counts(ledger_path)["pending"] == 2
+
+
+def test_test_send_and_dry_run_leave_states_alone(ledger_path: Path) -> None:
+    """--to test sends and --dry-run never change a recipient's state; test sends go with test=True."""
+    run(ledger_path, ScriptedBackend(), people(2))
+    before = counts(ledger_path)
+    backend = ScriptedBackend()
+    report = send_edition(
+        make_build(ledger_path.parent),
+        backend,
+        [Recipient("me@example.org")],
+        ledger=None,
+        personalize=personalize,
+        test=True,
+    )
+    assert backend.delivered == ["me@example.org"] and backend.test_flags == [True]
+    assert report.test and report.sent == 1 and report.message.startswith("Test send")
+    with Ledger.open(ledger_path) as ledger:
+        dry = ScriptedBackend()
+        report = send_edition(
+            make_build(ledger_path.parent), dry, people(5), ledger=ledger, personalize=personalize, dry_run=True
+        )
+    assert dry.calls == 0 and dry.opened == 0
+    assert (report.would_send, report.already_sent, report.sent) == (3, 2, 0)
+    assert "Dry run" in report.message and "nothing sent" in report.message
+    assert counts(ledger_path) == before
+
+
+def test_dry_run_without_a_ledger_counts_everyone(tmp_path: Path) -> None:
+    """A dry run before the first send (no ledger yet) counts every valid row as to be sent."""
+    report = send_edition(
+        make_build(tmp_path), ScriptedBackend(), people(4), ledger=None, personalize=personalize, dry_run=True
+    )
+    assert report.would_send == 4 and report.exit_code == 0
+
+
+def test_delivery_error_releases_the_batch_and_stops(ledger_path: Path) -> None:
+    """DeliveryError: that batch goes back to pending, the run stops with the count so far, a re-run finishes."""
+    backend = ScriptedBackend(script={2: "refuse"})
+    with pytest.raises(DeliveryError, match=r"401 bad key.*this run sent 3 before it stopped"):
+        run(ledger_path, backend, people(8))
+    assert counts(ledger_path) == {"pending": 5, "in_flight": 0, "sent": 3, "failed": 0, "unknown": 0}
+    assert backend.closed == 1
+    rest = ScriptedBackend()
+    run(ledger_path, rest, people(8))
+    assert backend.delivered + rest.delivered == [f"user{i}@example.org" for i in range(8)]
+
+
+def test_unknown_batch_is_marked_and_the_run_goes_on(ledger_path: Path) -> None:
+    """OutcomeUnknown marks that batch unknown, later batches still go; the report exits 4."""
+    backend = ScriptedBackend(script={1: "unknown"})
+    report = run(ledger_path, backend, people(7))
+    assert (report.sent, report.unknown, report.exit_code) == (4, 3, 4)
+    assert "3 unknown (decide with --mark-unknown-sent or --resend-unknown" in report.message
+    assert counts(ledger_path)["unknown"] == 3
+
+
+def test_unknown_stops_the_next_run_until_decided(ledger_path: Path) -> None:
+    """A run finding unknown rows sends nothing and names batches, provider ids, both flags and the SendGrid hint."""
+    run(ledger_path, ScriptedBackend(script={2: "unknown"}), people(7))
+    backend = ScriptedBackend()
+    with pytest.raises(UnknownOutcomes) as info:
+        run(ledger_path, backend, people(9))
+    text = str(info.value)
+    assert backend.calls == 0 and isinstance(info.value, LedgerError)
+    assert "3 recipients in 1 batch have an unknown outcome" in text and "r1-b00002" in text
+    for words in ("--mark-unknown-sent", "--resend-unknown", "custom_args", "Activity feed", f"digest status {ED}"):
+        assert words in text
+
+
+def test_mark_unknown_sent_and_resend_unknown(ledger_path: Path) -> None:
+    """--mark-unknown-sent marks them sent without sending; --resend-unknown sends them again."""
+    first = ScriptedBackend(script={1: "unknown"})
+    run(ledger_path, first, people(6))
+    marked = ScriptedBackend()
+    report = run(ledger_path, marked, people(6), unknown="mark-sent")
+    assert marked.calls == 0 and report.unknown_resolved == 3 and counts(ledger_path)["sent"] == 6
+    lost = ScriptedBackend(script={1: "lost"})
+    run(ledger_path, lost, people(9))
+    resent = ScriptedBackend()
+    report = run(ledger_path, resent, people(9), unknown="resend")
+    assert resent.delivered == ["user6@example.org", "user7@example.org", "user8@example.org"]
+    assert counts(ledger_path)["sent"] == 9 and report.exit_code == 0
+
+
+def test_several_unknown_batches_in_a_row_stop_the_run(ledger_path: Path) -> None:
+    """After 3 batches in a row without an answer the run stops; the rest stay pending (exit 4)."""
+    backend = ScriptedBackend(batch_size=1, script={1: "lost", 2: "lost", 3: "lost"})
+    report = run(ledger_path, backend, people(6))
+    assert backend.calls == 3 and report.pending_left == 3 and report.exit_code == 4
+    assert "stopped early, 3 not sent yet" in report.message
+
+
+def test_crash_leftovers_become_unknown(ledger_path: Path) -> None:
+    """in_flight rows left by a dead run become unknown on the next run, which then stops."""
+    with Ledger.open(ledger_path) as ledger:
+        ledger.begin_edition(ED, "mayors-innovation", "2020-01", make_build(ledger_path.parent).content_hash, "s")
+        ledger.add_recipients(ED, people(4))
+        rows = ledger.next_batch(ED, 2)
+        ledger.mark_in_flight(ED, [r.email_norm for r in rows], "dead-b1", "sendgrid", "h")
+    with pytest.raises(UnknownOutcomes, match="2 recipients in 1 batch"):
+        run(ledger_path, ScriptedBackend(), people(4))
+    assert counts(ledger_path)["unknown"] == 2
+
+
+def test_interrupt_inside_the_backend_marks_the_batch_unknown(ledger_path: Path) -> None:
+    """Ctrl-C during a batch leaves it unknown (it may have gone), never pending."""
+    with pytest.raises(KeyboardInterrupt):
+        run(ledger_path, ScriptedBackend(script={2: "interrupt"}), people(7))
+    assert counts(ledger_path) == {"pending": 1, "in_flight": 0, "sent": 3, "failed": 0, "unknown": 3}
+
+
+def test_failures_are_reported_and_retry_sends_them(ledger_path: Path) -> None:
+    """Failed recipients are in the report (exit 4); retry_failed with no list sends only them."""
+    report = run(ledger_path, ScriptedBackend(script={1: "fail-first"}), people(5))
+    assert report.failed == 1 and report.exit_code == 4
+    assert [(f.email, f.reason) for f in report.failures] == [("user0@example.org", "550 mailbox unavailable")]
+    retry = ScriptedBackend()
+    report = run(ledger_path, retry, None, retry_failed=True)
+    assert retry.delivered == ["user0@example.org"] and report.exit_code == 0
+    assert counts(ledger_path)["sent"] == 5
+
+
+def test_changed_content_is_refused_unless_allowed(ledger_path: Path) -> None:
+    """New content for a partly sent edition is refused; --allow-changed sends it to the rest only."""
+    with pytest.raises(DeliveryError):
+        run(ledger_path, ScriptedBackend(script={2: "refuse"}), people(5))
+    changed = make_build(ledger_path.parent, content_hash="sha256:" + "2" * 64)
+    backend = ScriptedBackend()
+    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
+        with pytest.raises(LedgerError, match="already sent to 3 recipients with different content"):
+            send_edition(changed, backend, people(5), ledger=ledger, personalize=personalize)
+        assert backend.calls == 0
+        report = send_edition(changed, backend, people(5), ledger=ledger, personalize=personalize, allow_changed=True)
+        assert backend.delivered == ["user3@example.org", "user4@example.org"] and report.sent == 2
+        assert [b.content_hash[-1] for b in ledger.batches(ED) if b.state == "done"] == ["1", "2"]
+
+
+def test_real_send_needs_the_lock(ledger_path: Path) -> None:
+    """prepare_send refuses a real send when the newsletter lock is not held."""
+    with Ledger.open(ledger_path) as ledger, pytest.raises(LedgerError, match="lock .* is not held"):
+        prepare_send(make_build(ledger_path.parent), ScriptedBackend(), people(1), ledger=ledger)
+
+
+def test_declined_plan_changes_no_state(ledger_path: Path) -> None:
+    """prepare_send only counts: declining before execute_send sends nothing and resolves no unknowns."""
+    run(ledger_path, ScriptedBackend(script={1: "unknown"}), people(4))
+    backend = ScriptedBackend()
+    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
+        plan = prepare_send(make_build(ledger_path.parent), backend, people(6), ledger=ledger, unknown="resend")
+        assert (plan.to_send, plan.already_sent, plan.unknown) == (5, 1, 3)
+        assert plan.summary() == f"Send {ED} to 5 recipients via scripted (1 already sent)."
+        plan.cancel()
+        assert ledger.status(ED)["runs"][-1]["outcome"] == "declined"  # type: ignore[index]
+    assert backend.calls == 0 and counts(ledger_path)["unknown"] == 3
+
+
+def test_row_problems_are_counted_by_kind(ledger_path: Path, tmp_path: Path) -> None:
+    """Invalid, suppressed and duplicate rows from recipients.py are counted apart and listed with lines."""
+    csv = tmp_path / "members.csv"
+    csv.write_text(
+        "email,name\nann@example.org,Ann\nnot-an-address,Bad\nANN@example.org,Dup\n"
+        "gone@example.org,Gone\nbob@example.org,Bob\n",
+        encoding="utf-8",
+    )
+    rows = read_recipients(csv, suppressed=frozenset({"gone@example.org"}))
+    backend = ScriptedBackend()
+    report = run(ledger_path, backend, rows)  # type: ignore[arg-type]
+    assert backend.delivered == ["ann@example.org", "bob@example.org"]
+    assert (report.skipped_invalid, report.skipped_suppressed, report.duplicates) == (1, 1, 1)
+    assert [(p.line, p.kind) for p in report.problems] == [(3, "invalid"), (4, "duplicate"), (5, "suppressed")]
+    assert "; 3 list rows skipped (1 invalid, 1 suppressed, 1 duplicate)." in report.message
+
+
+def test_report_is_json_serialisable(ledger_path: Path) -> None:
+    """to_dict() dumps to JSON with counts, batches, flags, exit code and message."""
+    report = run(ledger_path, ScriptedBackend(script={1: "fail-first"}), people(4))
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["sent"] == 3 and data["failed"] == 1 and data["exit_code"] == 4
+    assert data["dry_run"] is False and data["test"] is False and len(data["batches"]) == 2
+    assert data["totals"]["sent"] == 3 and data["edition"] == ED
+
+
+def test_progress_reports_each_batch(ledger_path: Path) -> None:
+    """The progress callback gets the size of each finished batch."""
+    seen: list[int] = []
+    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
+        plan = prepare_send(make_build(ledger_path.parent), ScriptedBackend(), people(7), ledger=ledger)
+        execute_send(plan, personalize=personalize, progress=seen.append)
+    assert seen == [3, 3, 1]
+
+
+def lines(n: int) -> Iterator[Recipient]:
+    for i in range(n):
+        yield Recipient(f"m{i:06d}@example.org", "")
+
+
+def test_twenty_thousand_in_batches_of_a_thousand(ledger_path: Path) -> None:
+    """20,000 recipients stream through the ledger in 20 batches of 1,000, each sent once.
+
+    (Speed is measured by benchmarks/sendgrid_100k.py, not here.)"""
+    backend = ScriptedBackend(batch_size=1000)
+    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
+        report = send_edition(
+            make_build(ledger_path.parent),
+            backend,
+            lines(20_000),  # type: ignore[arg-type]
+            ledger=ledger,
+            personalize=personalize,
+        )
+    assert report.sent == 20_000 and report.batches_total == 20
+
+
+def test_outbox_backend_gets_each_recipient_once(ledger_path: Path, tmp_path: Path) -> None:
+    """With the real outbox backend, a run and a re-run with a longer list write one file per recipient."""
+    import mailbox
+
+    from digest.deliver.outbox import OutboxBackend
+
+    backend = OutboxBackend(tmp_path / "outbox", batch_size=2)
+    for n in (3, 5, 5):
+        with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
+            report = send_edition(make_build(tmp_path), backend, people(n), ledger=ledger, personalize=personalize)
+    assert report.message == f"{ED}: already sent to 5; nothing to do."
+    box = mailbox.Maildir(backend.maildir(make_build(tmp_path)), create=False)
+    addressed = sorted(str(message["To"]) for message in box)
+    assert len(addressed) == 5 and all(f"user{i}@example.org" in addressed[i] for i in range(5))
+    assert counts(ledger_path)["sent"] == 5
+
+
+def test_dry_run_refuses_where_the_real_run_would(ledger_path: Path) -> None:
+    """A dry run raises the same refusals as the real run (changed content, undecided unknowns), writing nothing."""
+    run(ledger_path, ScriptedBackend(script={2: "unknown"}), people(6))
+    before = counts(ledger_path)
+    with Ledger.open(ledger_path) as ledger:
+        with pytest.raises(UnknownOutcomes, match="3 recipients in 1 batch"):
+            send_edition(
+                make_build(ledger_path.parent),
+                ScriptedBackend(),
+                people(6),
+                ledger=ledger,
+                personalize=personalize,
+                dry_run=True,
+            )
+        changed = make_build(ledger_path.parent, content_hash="sha256:" + "9" * 64)
+        with pytest.raises(LedgerError, match="already sent to 6 recipients with different content"):
+            send_edition(
+                changed,
+                ScriptedBackend(),
+                people(6),
+                ledger=ledger,
+                personalize=personalize,
+                dry_run=True,
+                unknown="resend",
+            )
+        report = send_edition(
+            make_build(ledger_path.parent),
+            ScriptedBackend(),
+            people(8),
+            ledger=ledger,
+            personalize=personalize,
+            dry_run=True,
+            unknown="resend",
+        )
+    assert (report.would_send, report.already_sent, report.added) == (5, 3, 2)
+    assert counts(ledger_path) == before
