@@ -422,6 +422,10 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
         with hooks.progress(plan.to_send) as bar:
             return execute_send(plan, personalize=personalize, progress=bar.update)
 
+    if settings.backend == "outbox" and not request.dry_run:
+        maildir = getattr(backend, "maildir", None)
+        if callable(maildir):
+            hooks.notice(f"Outbox: the Maildir {maildir(built)} (read it with: mutt -f {maildir(built)})")
     if test:
         return run(None, [single_recipient(addr) for addr in request.to])
     suppressed = load_suppressions(settings.path(settings.suppression_file))
