@@ -123,3 +123,44 @@ def test_init_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_main_is_a_click_group() -> None:
     """The console script entry point is the click group."""
     assert isinstance(main, click.Group)
+
+
+def _newsletter(tmp_path: Path, repo: Path, extra_config: str = "") -> Path:
+    import shutil
+
+    shutil.copytree(repo / "content", tmp_path / "content")
+    text = (repo / "digest.toml").read_text(encoding="utf-8")
+    (tmp_path / "digest.toml").write_text(text + extra_config, encoding="utf-8")
+    return tmp_path / "digest.toml"
+
+
+def test_check_passes_on_the_shipped_content(tmp_path: Path, repo: Path) -> None:
+    """digest check passes on the shipped digest (all 47 items) and says so in its closing line."""
+    cfg = _newsletter(tmp_path, repo)
+    code, out, err = run("--config", str(cfg), "check", "--since", "2012-01-01", "--no-spamassassin")
+    assert code == 0, out + err
+    assert "all checks passed" in out and "PASS  html-size" in out
+
+
+def test_check_fails_without_postal_address(tmp_path: Path, repo: Path) -> None:
+    """A digest stripped of its postal address fails (exit 6) and the line says what to set."""
+    cfg = _newsletter(tmp_path, repo)
+    cfg.write_text(re.sub(r'(?m)^postal_address = .*$', 'postal_address = ""', cfg.read_text()), encoding="utf-8")
+    code, out, _ = run("--config", str(cfg), "check", "--month", "2020-01", "--no-spamassassin")
+    assert code == 6
+    assert re.search(r"FAIL\s+\S*postal\S*\s+.*postal_address", out), out
+
+
+def test_check_fails_when_too_large_for_gmail(tmp_path: Path, repo: Path) -> None:
+    """A digest made too large (long summaries) fails the Gmail clipping check with its size, exit 6."""
+    cfg = _newsletter(tmp_path, repo)
+    long_text = " ".join(["Mayors discussed budgets, water, transit and housing at length."] * 40)
+    for n in range(40):
+        (tmp_path / "content" / f"2021-01-{n % 28 + 1:02d}-long-{n}.md").write_text(
+            f"---\ntitle: Long report {n}\ndate: 2021-01-{n % 28 + 1:02d}\nkind: report\n---\n{long_text}\n",
+            encoding="utf-8",
+        )
+    code, out, _ = run("--config", str(cfg), "check", "--month", "2021-01", "--no-spamassassin", "--json")
+    assert code == 6
+    size = next(c for c in json.loads(out)["checks"] if c["name"] == "html-size")
+    assert size["status"] == "fail" and size["value"] > 102_000 and "102,000" in size["detail"]
