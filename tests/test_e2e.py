@@ -189,3 +189,30 @@ def test_one_click_unsubscribe_removes_recipient_from_next_send(newsletter: Path
     assert report["sent"] == 2 and report["skipped_suppressed"] == 1
     december = [str(m["To"]) for m in outbox_messages(newsletter, "mayors-innovation-2019-12")]
     assert len(december) == 2 and not any("grace@" in to for to in december)
+
+
+def test_partial_failure_exits_4_and_retry_sends_the_failed(newsletter: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 5xx for one recipient: the run goes on, exits 4, status shows the failure, retry re-sends only her."""
+    from _smtp_server import Sink, running
+
+    sink = Sink(permanent={"grace@example.org": "550 5.1.1 No such user"})
+    with running(sink) as controller:
+        monkeypatch.setenv("DIGEST_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("DIGEST_SMTP_PORT", str(controller.port))
+        monkeypatch.setenv("DIGEST_SMTP_SECURITY", "none")
+        args = ("--month", "2020-01", "--recipients", "members.csv", "--backend", "smtp", "--yes", "--no-spamassassin")
+        code, out, _ = digest("send", *args)
+        assert code == 4 and "1 failed" in out
+        assert sorted(r.rcpt_tos[0] for r in sink.messages) == ["ada@example.org", "alan@example.org"]
+        code, out, _ = digest("status", "--json")
+        data = json.loads(out)
+        assert (data["sent"], data["failed"]) == (2, 1)
+        assert data["failures"][0]["email"] == "grace@example.org" and "550" in data["failures"][0]["error"]
+        sink.permanent.clear()
+        code, out, err = digest("retry", "--backend", "smtp", "--yes", "--skip-checks")
+        assert code == 0, out + err
+        assert sorted(r.rcpt_tos[0] for r in sink.messages) == [
+            "ada@example.org",
+            "alan@example.org",
+            "grace@example.org",
+        ]
