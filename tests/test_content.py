@@ -439,3 +439,13 @@ def test_broken_folders_are_never_cached(tmp_path: Path, monkeypatch: pytest.Mon
         with pytest.raises(ContentError):
             load_content(folder, SETTINGS)
     assert not list((tmp_path / "cache").rglob("*.pickle"))
+
+
+def test_key_given_twice_is_an_error_with_both_lines(tmp_path: Path) -> None:
+    """A front-matter key written twice is reported at the second, naming the first (YAML keeps the last)."""
+    folder = tmp_path / "content"
+    folder.mkdir()
+    (folder / "a.md").write_text("---\ntitle: One\ndate: 2020-01-02\ntitle: Two\n---\nx\n", encoding="utf-8")
+    with pytest.raises(ContentError) as err:
+        load_content(folder, SETTINGS)
+    assert re.search(r"a\.md:4: front matter: 'title' is given twice \(first on line 2\); keep one", str(err.value))

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nh3
 import yaml
@@ -79,7 +79,22 @@ _SCRIPT_CLOSE = re.compile(r"</(script|style)\s*>", re.IGNORECASE)
 
 
 class _Loader(_BaseLoader):
-    """Safe YAML that keeps dates as text, so every date goes through one check with one message."""
+    """Safe YAML that keeps dates as text, so every date goes through one check with one message, and
+    refuses a key given twice (YAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: SafeConstructor reports it itself
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key}' is given twice (first on line {first + 2})", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
 
 
 # YAML would turn `2020-02-30` into an exception and `2020-03-17` into a date before we see it.
@@ -343,9 +358,12 @@ def _read(file: _File, settings: Settings) -> Item | None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark else 1  # +1 for the opening '---', +1 because marks count from 0
-        file.error(
-            line, f"front matter is not valid YAML ({exc.problem})", "check quoting and indentation on that line"
-        )
+        if "given twice" in str(exc.problem):
+            file.error(line, f"front matter: {exc.problem}", "keep one of them")
+        else:
+            file.error(
+                line, f"front matter is not valid YAML ({exc.problem})", "check quoting and indentation on that line"
+            )
         return None
     except yaml.YAMLError as exc:
         file.error(1, f"front matter is not valid YAML ({exc})", "check quoting and indentation")
