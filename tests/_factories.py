@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from digest.config import Settings
-from digest.models import Action, EventInfo, Item, Selection, Window
+from digest.deliver.base import Personal
+from digest.models import Action, Build, EventInfo, Item, Recipient, Selection, Window
 
 TZ = "America/Chicago"
 POSTAL_ADDRESS = "Mayors Innovation Project, 1180 Observatory Drive, Madison, WI 53706, USA"
@@ -240,3 +241,38 @@ def realistic_selection(n: int, *, window: Window | None = None) -> Selection:
     window = window or month_window()
     posted, upcoming = realistic_items(n, window=window)
     return make_selection(posted, upcoming, window=window)
+
+
+# --- delivery ---------------------------------------------------------------------------------------
+
+
+def make_build(
+    html: str = '<p>Hi %%name%%</p><a href="%%unsubscribe_url%%">Unsubscribe</a>',
+    text: str = "Hi %%name:text%%\nUnsubscribe: %%unsubscribe_url:text%%\n",
+    **changes: Any,
+) -> Build:
+    """A Build as read back from a build folder, for delivery tests that need no real render."""
+    fields: dict[str, Any] = {
+        "folder": Path("build"),
+        "edition": "mayors-innovation-2020-01",
+        "newsletter": "mayors-innovation",
+        "period": "2020-01",
+        "content_hash": "sha256:abc",
+        "subject": "January digest",
+        "preheader": "",
+        "html": html,
+        "text": text,
+        "sender": "Mayors Innovation Project <news@example.org>",
+        "reply_to": "",
+        "manifest": {},
+    }
+    fields.update(changes)
+    return Build(**fields)
+
+
+def personal(address: str, name: str = "", *, url: str | None = None, one_click: bool = True) -> Personal:
+    """A recipient with its placeholder values and (by default) its one-click unsubscribe headers."""
+    url = url or f"https://example.org/u?e={address}"
+    values = {"name": name, "email": address, "unsubscribe_url": url}
+    headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return Personal(Recipient(address, name), values, headers if one_click else {})

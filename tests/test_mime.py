@@ -7,8 +7,8 @@ import email.policy
 import re
 from email.header import decode_header, make_header
 from email.message import EmailMessage
-from pathlib import Path
 
+import _factories as factories
 import pytest
 
 from digest.deliver.base import Personal
@@ -32,22 +32,10 @@ TEXT = (
 def make_build(html: str = HTML, text: str = TEXT, **changes: str) -> Build:
     fields: dict[str, str] = {
         "subject": "January \u2014 Mayors digest",
-        "sender": "Mayors Innovation Project <news@example.org>",
         "reply_to": "Info <info@example.org>",
     }
     fields.update(changes)
-    return Build(
-        folder=Path("build"),
-        edition="mayors-innovation-2020-01",
-        newsletter="mayors-innovation",
-        period="2020-01",
-        content_hash="sha256:abc",
-        preheader="",
-        html=html,
-        text=text,
-        manifest={},
-        **fields,
-    )
+    return factories.make_build(html, text, **fields)
 
 
 def personal(address: str = "ann@example.org", name: str = "Ann Lee", url: str = "", **headers: str) -> Personal:

@@ -6,6 +6,7 @@ import email.policy
 import mailbox
 from pathlib import Path
 
+import _factories as factories
 import pytest
 
 from digest.config import Settings
@@ -15,7 +16,7 @@ from digest.deliver.registry import make_backend
 from digest.deliver.sendgrid import SendGridBackend
 from digest.deliver.smtp import SmtpBackend
 from digest.errors import ConfigError, DeliveryError
-from digest.models import Build, Recipient
+from digest.models import Build
 from digest.personalize import fill
 
 HTML = "<p>Hi %%name%%</p>" + "<p>News &amp; more.</p>" * 50 + '<a href="%%unsubscribe_url%%">Unsubscribe</a>'
@@ -23,33 +24,14 @@ TEXT = "Hi %%name:text%%\n" + "News & more.\n" * 20 + "Unsubscribe: %%unsubscrib
 
 
 def make_build(edition: str = "mayors-innovation-2020-01") -> Build:
-    return Build(
-        folder=Path("build"),
-        edition=edition,
-        newsletter="mayors-innovation",
-        period="2020-01",
-        content_hash="sha256:abc",
-        subject="January digest",
-        preheader="",
-        html=HTML,
-        text=TEXT,
-        sender="Mayors Innovation Project <news@example.org>",
-        reply_to="",
-        manifest={},
-    )
+    return factories.make_build(HTML, TEXT, edition=edition)
 
 
 def people(n: int, start: int = 0) -> list[Personal]:
-    out = []
-    for i in range(start, start + n):
-        address = f"user{i}@example.org"
-        values = {"name": f"User {i}", "email": address, "unsubscribe_url": f"https://example.org/u?t={i}"}
-        headers = {
-            "List-Unsubscribe": f"<https://example.org/u?t={i}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
-        out.append(Personal(Recipient(address, f"User {i}"), values, headers))
-    return out
+    return [
+        factories.personal(f"user{i}@example.org", f"User {i}", url=f"https://example.org/u?t={i}")
+        for i in range(start, start + n)
+    ]
 
 
 def test_each_recipient_gets_one_file_readable_by_mailbox_maildir(tmp_path: Path) -> None:

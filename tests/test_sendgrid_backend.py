@@ -9,9 +9,9 @@ import random
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+import _factories as factories
 import pytest
 
 from digest.config import SendGridSettings
@@ -29,20 +29,7 @@ EDITION = "mayors-innovation-2020-01"
 
 
 def make_build() -> Build:
-    return Build(
-        folder=Path("build"),
-        edition=EDITION,
-        newsletter="mayors-innovation",
-        period="2020-01",
-        content_hash="sha256:abc",
-        subject="January digest",
-        preheader="",
-        html=HTML,
-        text=TEXT,
-        sender="Mayors Innovation Project <news@example.org>",
-        reply_to="Info <info@example.org>",
-        manifest={},
-    )
+    return factories.make_build(HTML, TEXT, edition=EDITION, reply_to="Info <info@example.org>")
 
 
 def person(i: int, name: str | None = None, **headers: str) -> Personal:

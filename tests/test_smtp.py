@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import _factories as factories
 import pytest
 from _smtp_server import (  # the fixtures smtp_sink, smtp_tls_auth, tls_files are used as arguments
     PASSWORD,
@@ -36,32 +37,11 @@ TEXT = "Hi %%name:text%%\n.a line that starts with a dot\n" + "News.\n" * 10 + "
 
 
 def make_build() -> Build:
-    return Build(
-        folder=Path("build"),
-        edition="mayors-innovation-2020-01",
-        newsletter="mayors-innovation",
-        period="2020-01",
-        content_hash="sha256:abc",
-        subject="January digest",
-        preheader="",
-        html=HTML,
-        text=TEXT,
-        sender="Mayors Innovation Project <news@example.org>",
-        reply_to="",
-        manifest={},
-    )
+    return factories.make_build(HTML, TEXT)
 
 
 def people(*addresses: str) -> list[Personal]:
-    out = []
-    for address in addresses:
-        values = {
-            "name": address.split("@")[0],
-            "email": address,
-            "unsubscribe_url": f"https://example.org/u?e={address}",
-        }
-        out.append(Personal(Recipient(address, address.split("@")[0]), values, {}))
-    return out
+    return [factories.personal(a, a.split("@")[0], one_click=False) for a in addresses]
 
 
 def backend(port: int, sleeps: list[float] | None = None, **changes: Any) -> SmtpBackend:
