@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import os
 import shutil
 import stat
 import time
@@ -26,6 +27,11 @@ from digest.selection import SelectionOptions
 
 REPO = Path(__file__).resolve().parent.parent
 SPAMASSASSIN = shutil.which("spamassassin")
+# CI sets DIGEST_REQUIRE_SPAMASSASSIN=1: there a missing binary fails these tests instead of skipping them.
+needs_spamassassin = pytest.mark.skipif(
+    SPAMASSASSIN is None and not os.environ.get("DIGEST_REQUIRE_SPAMASSASSIN"),
+    reason="spamassassin is not installed (apt-get install spamassassin)",
+)
 
 GOOD_HTML = f"""<!doctype html>
 <html lang="en" dir="ltr"><head><meta charset="utf-8">
@@ -527,7 +533,7 @@ def test_spamassassin_missing_is_a_skip_with_the_reason(tmp_path: Path, monkeypa
     assert result.status == "skip" and "apt-get install spamassassin" in result.detail
 
 
-@pytest.mark.skipif(SPAMASSASSIN is None, reason="spamassassin is not installed")
+@needs_spamassassin
 def test_real_spamassassin_fails_an_image_only_mail(settings: Settings) -> None:
     """The real spamassassin flags linked images with a mismatched text part (MPART_ALT_DIFF etc.)."""
     images = "".join(
@@ -576,19 +582,16 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settings]:
     return folder, settings
 
 
-def test_shipped_digest_passes_every_check_quickly(shipped: tuple[Path, Settings]) -> None:
-    """All non-SpamAssassin checks pass on the 47-item digest, in well under a second."""
+def test_shipped_digest_passes_every_check(shipped: tuple[Path, Settings]) -> None:
+    """All non-SpamAssassin checks pass on the 47-item digest."""
     folder, settings = shipped
-    started = time.perf_counter()
     results = checks.run_checks(folder, settings, spamassassin=False)
-    seconds = time.perf_counter() - started
     assert [r.line() for r in results if r.status not in {"pass", "skip"}] == []
-    assert seconds < 1.0
     size = by_name(results, "html-size").value
     assert isinstance(size, int) and 40_000 < size < 90_000
 
 
-@pytest.mark.skipif(SPAMASSASSIN is None, reason="spamassassin is not installed")
+@needs_spamassassin
 def test_shipped_digest_spamassassin_score(shipped: tuple[Path, Settings]) -> None:
     """The shipped digest scores <= 2.0 under spamassassin -L with no banned rule."""
     folder, settings = shipped
