@@ -449,3 +449,14 @@ def test_key_given_twice_is_an_error_with_both_lines(tmp_path: Path) -> None:
     with pytest.raises(ContentError) as err:
         load_content(folder, SETTINGS)
     assert re.search(r"a\.md:4: front matter: 'title' is given twice \(first on line 2\); keep one", str(err.value))
+
+
+def test_warnings_are_shown_with_the_errors(tmp_path: Path) -> None:
+    """When a folder fails, its warnings (unknown fields) come in the same message."""
+    folder = tmp_path / "content"
+    folder.mkdir()
+    (folder / "a.md").write_text("---\ntitle: A\ndate: 2020-01-02\ncolour: red\n---\nx\n", encoding="utf-8")
+    (folder / "b.md").write_text("---\ndate: 2020-01-02\n---\nx\n", encoding="utf-8")
+    with pytest.raises(ContentError) as err:
+        load_content(folder, SETTINGS)
+    assert "b.md" in str(err.value) and re.search(r"warning: .*a\.md:4: .*colour", str(err.value))

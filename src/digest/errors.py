@@ -39,12 +39,15 @@ class UsageError(DigestError):
 class ContentError(DigestError):
     """The content folder has problems; all of them are listed at once."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], warnings: list[Problem] | None = None):
         self.problems = problems
+        self.warnings = warnings or []
         count = len(problems)
         lines = "\n".join(str(p) for p in problems)
+        # Warnings ride along: a user fixing the errors should see the unknown fields in the same pass.
+        noted = "".join(f"\nwarning: {w}" for w in self.warnings)
         super().__init__(
-            f"{lines}\n{count} problem{'s' if count != 1 else ''} in the content folder; nothing was built."
+            f"{lines}\n{count} problem{'s' if count != 1 else ''} in the content folder; nothing was built.{noted}"
         )
 
 

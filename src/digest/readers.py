@@ -315,7 +315,7 @@ def read_folder(folder: Path, settings: Settings) -> LoadResult:
         first_use[item.id] = (file.shown, file.line_of("id") or file.line_of("slug"))
         items.append(item)
     if errors:
-        raise ContentError(errors)
+        raise ContentError(errors, warnings)
     if not items:
         warnings.append(Problem(shown_folder, None, "no content files found", "add YYYY-MM-DD-<slug>.md files"))
     items.sort(key=lambda item: (-item.date.toordinal(), item.id))
