@@ -138,3 +138,18 @@ def test_sender_without_domain_is_a_config_error(rendered: Rendered, tmp_path: P
         sender_domain(make_settings(tmp_path, sender="news", base_url="https://mip.example.com")) == "mip.example.com"
     )
     assert list_id(make_settings(tmp_path)) == "Mayors Innovation Project <mayors-innovation.example.org>"
+
+
+def test_long_list_unsubscribe_url_is_not_encoded() -> None:
+    """A 300-character one-click URL stays a plain <https://...> header, never an RFC 2047 encoded-word."""
+    url = "https://www.example.org/unsubscribe?token=" + "A" * 260
+    raw = build_message(
+        Rendered(subject="S", preheader="", mjml="", html="<p>x</p>", text="x"),
+        make_settings(),
+        to="a@example.org",
+        extra_headers={"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    )
+    assert b"=?utf-8?" not in raw.split(b"\r\n\r\n", 1)[0]
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(msg["List-Unsubscribe"]) == f"<{url}>"
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998

@@ -21,6 +21,12 @@ from .models import Rendered
 _OWN = ("Date", "Message-ID", "From", "To", "Subject", "Reply-To", "List-Id", "MIME-Version")
 
 
+# Header lines may be 998 octets (RFC 5322 §2.1.1). With the default 78, Python turns a long
+# unbreakable value (a List-Unsubscribe URL) into RFC 2047 encoded-words, which are not allowed
+# there; bodies are unaffected (quoted-printable keeps its own 76).
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
 def sender_domain(settings: Settings) -> str:
     """The domain of the From address (for Message-ID and List-Id), else of base_url."""
     address = parseaddr(settings.sender)[1]
@@ -57,7 +63,7 @@ def build_message(
     when = date or dt.datetime.now(dt.UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    msg = EmailMessage(policy=email.policy.SMTP)
+    msg = EmailMessage(policy=_POLICY)
     msg["Date"] = format_datetime(when)
     # No idstring: a longer id would make Python fold the header onto a second line.
     msg["Message-ID"] = message_id or make_msgid(domain=domain)
