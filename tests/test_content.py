@@ -460,3 +460,24 @@ def test_warnings_are_shown_with_the_errors(tmp_path: Path) -> None:
     with pytest.raises(ContentError) as err:
         load_content(folder, SETTINGS)
     assert "b.md" in str(err.value) and re.search(r"warning: .*a\.md:4: .*colour", str(err.value))
+
+
+def test_cached_load_does_not_import_the_parsers(tmp_path: Path) -> None:
+    """A warm load (and `from digest.content import ...`) leaves readers.py, YAML and Markdown unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pathlib\n"
+        "from digest.config import Settings\n"
+        "from digest.content import load_content, cache_dir\n"
+        f"s = Settings(root=pathlib.Path({str(ROOT)!r}))\n"
+        "load_content(s.path(s.content_dir), s)\n"
+        "print('digest.readers' in sys.modules, 'yaml' in sys.modules)\n"
+    )
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path)}
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True) for _ in "12"
+    ]
+    assert runs[0].stdout.split() == ["True", "True"]  # cold: parsed
+    assert runs[1].stdout.split() == ["False", "False"], runs[1].stderr  # warm: from the cache

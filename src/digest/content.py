@@ -102,6 +102,10 @@ def load_content(folder: Path, settings: Settings) -> LoadResult:
 
 def __getattr__(name: str) -> Any:
     """The parsing helpers (markdown_html, FIELDS, ...) live in readers.py; reach them from here too."""
+    if name.startswith("__"):
+        # The import system asks modules for __path__ and the like on every `from .content import x`:
+        # answering those must not load the parsers.
+        raise AttributeError(f"module 'digest.content' has no attribute {name!r}")
     from . import readers
 
     try:
