@@ -14,6 +14,7 @@ The ledger never stores secrets: only addresses, names, provider ids and error t
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import sqlite3
@@ -103,6 +104,29 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# add_recipients: new people become pending; a corrected name may still reach people not yet sent (sent rows
+# keep what they got). Row by row, or a chunk at once from a JSON array of [email_norm, email, name].
+_ADD_UPSERT = (
+    "ON CONFLICT (edition, email_norm) DO UPDATE SET run_id = excluded.run_id, "
+    "name = CASE WHEN state IN ('pending', 'failed') THEN excluded.name ELSE name END"
+)
+_ADD_ROW = (
+    "INSERT INTO recipients (edition, email_norm, email, name, state, run_id, updated_at) "
+    "VALUES (?, ?, ?, ?, 'pending', ?, ?) " + _ADD_UPSERT
+)
+_ADD_JSON = (
+    "INSERT INTO recipients (edition, email_norm, email, name, state, run_id, updated_at) "
+    "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), 'pending', "
+    "?, ? FROM json_each(?) WHERE true " + _ADD_UPSERT  # WHERE: the parser needs it before an upsert clause
+)
+
+
+MAX_CLAIM_ROWS = 30_000  # claim_rows binds one parameter per row; SQLite allows 32,766
+
+
+class _NotNext(Exception):
+    """claim_rows: the rows read ahead are no longer the next pending ones."""
+
 
 def normalize_email(email: str) -> str:
     """The key that makes two spellings of one address one recipient.
@@ -128,6 +152,7 @@ class PendingRow:
     email_norm: str
     email: str
     name: str
+    rowid: int = 0  # its place in the list (SQLite rowid), as next_batch / claim_batch read it; 0: not known
 
     def recipient(self) -> Recipient:
         return Recipient(email=self.email, name=self.name)
@@ -425,26 +450,39 @@ class Ledger:
         Memory stays bounded (CHUNK rows at a time, one commit per chunk). With `run_id`, every listed
         row is stamped with it, so a run sends only to people on *its* list: someone pending from an
         earlier, interrupted run who has since left the list or unsubscribed is not sent to.
+
+        A chunk goes in as one statement over a JSON array (json_each) where SQLite has the JSON functions:
+        a fifth less time than a statement per row (100,000 rows: 0.8 s instead of 1.0 s with the CSV read),
+        and SQLite works with the GIL released for the whole chunk, so a thread reading the list ahead
+        (send.prepare_send) runs meanwhile.
         """
         before = self._edition_size(edition)
         listed = 0
         it = iter(recipients)
+        bulk = self._json_functions
         while True:
             chunk = list(islice(it, CHUNK))
             if not chunk:
                 break
             listed += len(chunk)
             now = _now()
+            rows = [(normalize_email(r.email), r.email.strip(), r.name) for r in chunk]
+            data = json.dumps(rows, ensure_ascii=False) if bulk else ""
             with self._tx() as conn:
-                conn.executemany(
-                    "INSERT INTO recipients (edition, email_norm, email, name, state, run_id, updated_at) "
-                    "VALUES (?, ?, ?, ?, 'pending', ?, ?) "
-                    "ON CONFLICT (edition, email_norm) DO UPDATE SET run_id = excluded.run_id, "
-                    # a corrected name may still reach people not yet sent; sent rows keep what they got
-                    "name = CASE WHEN state IN ('pending', 'failed') THEN excluded.name ELSE name END",
-                    ((edition, normalize_email(r.email), r.email.strip(), r.name, run_id, now) for r in chunk),
-                )
+                if bulk and "\\u0000" not in data:  # (NUL in a value: row by row, SQLite's text stops at NUL)
+                    conn.execute(_ADD_JSON, (edition, run_id, now, data))
+                else:
+                    conn.executemany(_ADD_ROW, ((edition, *row, run_id, now) for row in rows))
         return AddResult(listed=listed, added=self._edition_size(edition) - before)
+
+    @functools.cached_property
+    def _json_functions(self) -> bool:
+        """Whether this SQLite has json_each / json_extract (built in since 3.38, an option before)."""
+        try:
+            self._conn.execute("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')").fetchall()
+        except sqlite3.OperationalError:
+            return False
+        return True
 
     def _edition_size(self, edition: str) -> int:
         return int(self._conn.execute("SELECT count(*) FROM recipients WHERE edition = ?", (edition,)).fetchone()[0])
@@ -470,13 +508,13 @@ class Ledger:
         """Up to `size` pending recipients, in list order; with `run_id`, only those on that run's list."""
         if run_id is None:
             rows = self._conn.execute(
-                "SELECT email_norm, email, name FROM recipients WHERE edition = ? AND state = 'pending' "
+                "SELECT email_norm, email, name, rowid FROM recipients WHERE edition = ? AND state = 'pending' "
                 "ORDER BY rowid LIMIT ?",
                 (edition, size),
             ).fetchall()
         else:
             rows = self._conn.execute(
-                "SELECT email_norm, email, name FROM recipients "
+                "SELECT email_norm, email, name, rowid FROM recipients "
                 "WHERE edition = ? AND state = 'pending' AND run_id = ? ORDER BY rowid LIMIT ?",
                 (edition, run_id, size),
             ).fetchall()
@@ -510,7 +548,48 @@ class Ledger:
                     (batch_id, edition, run_id, backend, content_hash, len(rows), now, now),
                 )
         rows.sort()  # RETURNING promises no order; the list's order is the rowid's
-        return [PendingRow(email_norm, email, name) for _, email_norm, email, name in rows]
+        return [PendingRow(email_norm, email, name, rowid) for rowid, email_norm, email, name in rows]
+
+    def claim_rows(
+        self,
+        edition: str,
+        rows: Sequence[PendingRow],
+        batch_id: str,
+        backend: str,
+        content_hash: str,
+        run_id: int | None = None,
+    ) -> bool:
+        """claim_batch for a batch the caller read ahead with next_batch (the send loop personalises it while
+        the previous request is out): the same rows go in flight under `batch_id`, durably, if they are still
+        pending and still the first pending rows of the list; True. Otherwise nothing changes and it returns
+        False: call claim_batch. Updating by rowid skips claim_batch's search (~2 ms less per 1,000)."""
+        ids = [r.rowid for r in rows]
+        if not ids or min(ids) <= 0 or len(ids) > MAX_CLAIM_ROWS:
+            return False
+        now = _now()
+        scope, scoped = ("", ()) if run_id is None else (" AND run_id = ?", (run_id,))
+        try:
+            with self._tx(durable=True) as conn:
+                claimed = conn.execute(
+                    "UPDATE recipients SET state = 'in_flight', batch_id = ?, attempts = attempts + 1, error = NULL, "
+                    f"updated_at = ? WHERE rowid IN ({','.join('?' * len(ids))}) AND edition = ? "
+                    f"AND state = 'pending'{scope}",
+                    (batch_id, now, *ids, edition, *scoped),
+                ).rowcount
+                skipped = conn.execute(
+                    f"SELECT count(*) FROM recipients WHERE edition = ? AND state = 'pending'{scope} AND rowid < ?",
+                    (edition, *scoped, max(ids)),
+                ).fetchone()[0]
+                if claimed != len(ids) or skipped:
+                    raise _NotNext  # rolls the update back
+                conn.execute(
+                    "INSERT INTO batches (id, edition, run_id, backend, state, content_hash, size, created_at, "
+                    "updated_at) VALUES (?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)",
+                    (batch_id, edition, run_id, backend, content_hash, len(ids), now, now),
+                )
+        except _NotNext:
+            return False
+        return True
 
     def mark_in_flight(
         self,

@@ -43,6 +43,7 @@ _FAST = re.compile(
     r"(?P<local>[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*)"
     r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?P<tld>[A-Za-z]{2,63}))"
 )
+_blake2b = hashlib.blake2b
 _SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 # RFC 2142 mailbox names email-validator lowercases; mirrored so both paths normalise alike.
 _CASELESS_MAILBOXES = frozenset(
@@ -88,11 +89,12 @@ def normalize_address(address: str) -> str:
     address = address.strip()
     if len(address) <= 254 and "--" not in address:
         m = _FAST.fullmatch(address)
-        if m and len(m["local"]) <= 64 and len(m["domain"]) <= 253 and m["tld"].lower() not in _SPECIAL_TLDS:
-            local = m["local"]
-            if local.lower() in _CASELESS_MAILBOXES:
-                local = local.lower()
-            return f"{local}@{m['domain'].lower()}"
+        if m:
+            local, domain, tld = m.groups()
+            if len(local) <= 64 and len(domain) <= 253 and tld.lower() not in _SPECIAL_TLDS:
+                if local.lower() in _CASELESS_MAILBOXES:
+                    local = local.lower()
+                return f"{local}@{domain.lower()}"
     # Imported here: the fast path above takes nearly every real address, and email-validator costs
     # 20 ms of start-up that `digest build` (which only needs this module's suppression reader) skips.
     from email_validator import EmailNotValidError, validate_email
@@ -129,7 +131,7 @@ class _Seen:
         return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little") or 1
 
     def add(self, key: str, line: int) -> int:
-        h = self.digest(key)
+        h = int.from_bytes(_blake2b(key.encode("utf-8"), digest_size=8).digest(), "little") or 1  # self.digest(key)
         keys, mask = self._keys, self._mask
         i = h & mask
         while True:
@@ -278,25 +280,22 @@ def _stream(path: Path, columns: _Columns, is_suppressed: Callable[[str], bool])
         reader = csv.reader(fh, delimiter=columns.delimiter)
         try:
             next(reader)  # the header, checked by read_recipients
-            while True:
-                line = reader.line_num + 1  # where this record starts, even if a quoted field spans lines
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                if not row or not any(cell.strip() for cell in row):
-                    continue
+            start = reader.line_num
+            for row in reader:
+                line = start + 1  # where this record starts, even if a quoted field spans lines
+                start = reader.line_num
                 width = len(row)
                 raw = row[email_i].strip() if email_i < width else ""
                 if not raw:
-                    yield RowProblem(line, "", "no email address in this row")
-                    continue
+                    if any(cell.strip() for cell in row):
+                        yield RowProblem(line, "", "no email address in this row")
+                    continue  # a blank line
                 try:
                     email = normalize_address(raw)
                 except ValueError as exc:
                     yield RowProblem(line, raw, f"not a valid email address: {exc}")
                     continue
-                key = dedupe_key(email)
+                key = email.casefold()  # dedupe_key: `email` is stripped already
                 first_line = seen.add(key, line)
                 if first_line:
                     yield RowProblem(line, raw, f"duplicate of line {first_line}", "duplicate")
@@ -305,11 +304,11 @@ def _stream(path: Path, columns: _Columns, is_suppressed: Callable[[str], bool])
                     yield RowProblem(line, raw, "suppressed (unsubscribed or on the suppression list)", "suppressed")
                     continue
                 if name_i is not None:
-                    name = _clean(row[name_i]) if name_i < width else ""
+                    name = " ".join(row[name_i].split()) if name_i < width else ""  # _clean
                 else:
                     parts = [row[i] for i in (first_i, last_i) if i is not None and i < width]
                     name = _clean(" ".join(parts))
-                fields = tuple((label, row[i]) for i, label in others if i < width)
+                fields = tuple((label, row[i]) for i, label in others if i < width) if others else ()
                 yield Recipient(email=email, name=name, line=line, fields=fields)
         except csv.Error as exc:
             raise RecipientsError(

@@ -20,24 +20,35 @@ A crash between the first and the last leaves the batch in_flight; the next run 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import gc
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol
+from itertools import islice
+from typing import Literal, Protocol, TypeVar
 
 from .deliver.base import Backend, BatchResult, OutcomeUnknown, Personal
 from .errors import DeliveryError, LedgerError, PartialFailure
-from .ledger import BatchInfo, Ledger, normalize_email
+from .ledger import BatchInfo, Ledger, PendingRow, normalize_email
 from .lock import require_lock
 from .models import Build, Recipient
 
 UnknownPolicy = Literal["stop", "resend", "mark-sent"]
 Personalize = Callable[[Recipient], Personal]
+T = TypeVar("T")
 Progress = Callable[[int], None]
 
 REPORT_CAP = 100  # rows of problems / failures kept in a report; the counts are always complete
 BATCH_CAP = 1000  # batches listed in a report (SMTP batches are small; 100k of them help nobody)
 MAX_UNKNOWN_IN_A_ROW = 3  # after this many batches in a row without an answer, the provider is down: stop
+# A batch's personalisations and request body are ~25 objects per recipient that live until the batch is
+# answered; with CPython's default first-generation threshold (700) the collector rescans them again and
+# again (~0.4 s of CPU in a 100,000-recipient SendGrid send). They hold no cycles; collect less often.
+GC_THRESHOLD = 10_000
+READ_AHEAD = 5000  # recipients per hand-over from the list-reading thread (the ledger stores 5,000 per commit)
 
 
 class RowProblemLike(Protocol):
@@ -231,7 +242,9 @@ def prepare_send(
         plan.listed = sum(counts.values())
     else:
         plan.run_id = plan.scope = ledger.start_run(build.edition, backend.name)
-        added = ledger.add_recipients(build.edition, _valid(recipients, plan.problems), run_id=plan.run_id)
+        # The list is read (CSV, validation) on a worker thread while SQLite stores the previous chunk.
+        listed = _read_ahead(_valid(recipients, plan.problems))
+        added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
         plan.listed, plan.added = added.listed, added.added
         counts = ledger.counts(build.edition, run_id=plan.run_id)
     plan.already_sent = counts["sent"]
@@ -249,6 +262,49 @@ def _valid(rows: Iterable[Recipient | RowProblemLike], tally: Tally) -> Iterator
             yield row
         else:
             tally.add(row)
+
+
+def _read_ahead(items: Iterable[T], chunk: int = READ_AHEAD) -> Iterator[T]:
+    """`items`, iterated `chunk` at a time on a worker thread while the caller works on the previous chunk.
+
+    For the list going into the ledger: reading and validating the CSV is Python (it needs the GIL), storing
+    a chunk is SQLite (it runs with the GIL released), so the two overlap: 100,000 rows in 0.64 s instead of
+    0.81 s. Order, errors (raised here, after the items read before them) and what the worker thread
+    changes on the way (the problem tally) are as if iterated here; memory is two chunks.
+    """
+    handoff: queue.Queue[list[T] | BaseException] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: list[T] | BaseException) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            it = iter(items)
+            while True:
+                part = list(islice(it, chunk))
+                if not put(part) or not part:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    threading.Thread(target=read, name="digest-read-list", daemon=True).start()
+    try:
+        while True:
+            part = handoff.get()
+            if isinstance(part, BaseException):
+                raise part
+            if not part:
+                return
+            yield from part
+    finally:
+        stop.set()  # the consumer stopped early (an error): the reader gives up instead of waiting to hand over
 
 
 def _count_dry(plan: SendPlan, recipients: Iterable[Recipient | RowProblemLike] | None) -> None:
@@ -491,6 +547,15 @@ def _send_test(plan: SendPlan, report: SendReport, personalize: Personalize, pro
 def _send_ledgered(
     plan: SendPlan, report: SendReport, personalize: Personalize, progress: Progress | None, max_unknown_in_a_row: int
 ) -> None:
+    """The write-ahead loop, with one batch's request out on a worker thread while the next batch is made.
+
+    Per batch, as before: claim (in flight, fsynced) -> hand to the backend -> record the answer, and the next
+    claim only after that. What overlaps the request (the GIL is free while it waits on the socket) is the
+    next batch's personalisation and request body, made from the rows `next_batch` says come next; the claim
+    then takes exactly those rows (claim_rows) if they are still the next pending ones, else the batch is
+    claimed and made again the usual way. Nothing of the next batch is in flight, or sent, before its claim,
+    so a crash leaves what it always left: at most one batch in flight.
+    """
     ledger, build, backend = plan.ledger, plan.build, plan.backend
     assert ledger is not None and plan.run_id is not None  # prepare_send guarantees both for mode "send"
     edition, run_id = build.edition, plan.run_id
@@ -502,9 +567,13 @@ def _send_ledgered(
     if plan.retry_failed:
         ledger.retry_failed(edition)
     scope = plan.scope
+    size = max(1, backend.batch_size)
     outcome = "error"
     unknown_in_a_row = 0
     seq = 0
+    ahead: _Ahead | None = None
+    thresholds = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
     backend.open()
     try:
         while True:
@@ -515,18 +584,27 @@ def _send_ledgered(
             seq += 1
             batch_id = f"r{run_id}-b{seq:05d}"
             # Write-ahead: the rows are in flight, fsynced, before anything is handed to the backend.
-            rows = ledger.claim_batch(
-                edition, max(1, backend.batch_size), batch_id, backend.name, build.content_hash, run_id=scope
-            )
-            if not rows:
-                break
+            if (
+                ahead is not None
+                and ahead.batch_id == batch_id
+                and ledger.claim_rows(edition, ahead.rows, batch_id, backend.name, build.content_hash, run_id=scope)
+            ):
+                rows, send = ahead.rows, ahead.send
+            else:
+                rows = ledger.claim_batch(edition, size, batch_id, backend.name, build.content_hash, run_id=scope)
+                if not rows:
+                    break
+                try:
+                    batch = [personalize(row.recipient()) for row in rows]
+                except BaseException:
+                    ledger.release(batch_id, "personalisation failed; nothing was handed to the backend")
+                    raise
+                send = _prepared(backend, build, batch, batch_id)
+            ahead = None
+            flight = _Flight(send, batch_id)
             try:
-                batch = [personalize(row.recipient()) for row in rows]
-            except BaseException:
-                ledger.release(batch_id, "personalisation failed; nothing was handed to the backend")
-                raise
-            try:
-                result = backend.send_batch(build, batch, batch_id, test=False)
+                ahead = _prepare_next(ledger, backend, build, personalize, scope, size, f"r{run_id}-b{seq + 1:05d}")
+                result = flight.result()
             except OutcomeUnknown as exc:
                 ledger.mark_batch_unknown(batch_id, str(exc))
                 report.unknown += len(rows)
@@ -541,7 +619,8 @@ def _send_ledgered(
                     "fix the cause and re-run the same command to continue)"
                 ) from exc
             except BaseException as exc:
-                # A bug or Ctrl-C inside the backend: whether the request left is anyone's guess.
+                # A bug or Ctrl-C inside the backend (or while it was sending): whether the request left is
+                # anyone's guess.
                 ledger.mark_batch_unknown(batch_id, f"interrupted: {exc!r}")
                 raise
             counts = ledger.record(edition, batch_id, result)
@@ -567,12 +646,95 @@ def _send_ledgered(
                 progress(len(rows))
         outcome = "partial" if (report.failed or report.unknown or report.stopped) else "done"
     finally:
+        gc.set_threshold(*thresholds)
         backend.close()
         if report.stopped:
             report.pending_left = ledger.counts(edition, run_id=scope)["pending"]
         ledger.finish_run(run_id, outcome)
         ledger.finish_edition_if_done(edition)
         report.totals = ledger.counts(edition)
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """The next batch, personalised and prepared while the previous request was out; not claimed yet."""
+
+    batch_id: str
+    rows: list[PendingRow]
+    send: Callable[[], BatchResult]
+
+
+def _prepared(backend: Backend, build: Build, batch: list[Personal], batch_id: str) -> Callable[[], BatchResult]:
+    """The call that hands `batch` to the backend. Backends with `prepare_batch` (SendGrid) build the request
+    now; an error doing so is raised by the call, where send_batch would have raised it."""
+    prepare = getattr(backend, "prepare_batch", None)
+    if prepare is None:
+        return functools.partial(backend.send_batch, build, batch, batch_id, False)
+    try:
+        send: Callable[[], BatchResult] = prepare(build, batch, batch_id, False)
+    except Exception as exc:
+        error = exc
+
+        def fail() -> BatchResult:
+            raise error
+
+        return fail
+    return send
+
+
+def _prepare_next(
+    ledger: Ledger,
+    backend: Backend,
+    build: Build,
+    personalize: Personalize,
+    scope: int | None,
+    size: int,
+    batch_id: str,
+) -> _Ahead | None:
+    """Personalise and prepare the batch the next claim will return (read-only on the ledger). Any error
+    is left for the regular path after the claim, which handles it as it always did."""
+    rows = ledger.next_batch(build.edition, size, run_id=scope)
+    if not rows:
+        return None
+    try:
+        batch = [personalize(row.recipient()) for row in rows]
+        prepare = getattr(backend, "prepare_batch", None)
+        if prepare is None:
+            send: Callable[[], BatchResult] = functools.partial(backend.send_batch, build, batch, batch_id, False)
+        else:
+            send = prepare(build, batch, batch_id, False)
+    except Exception:
+        return None
+    return _Ahead(batch_id, rows, send)
+
+
+class _Flight:
+    """One batch being handed to the backend on a daemon thread; `result()` waits for its answer or error.
+
+    A daemon thread, so an interrupted run (Ctrl-C lands in the main thread, which marks the batch unknown)
+    does not wait at exit for a request that may still be out."""
+
+    def __init__(self, send: Callable[[], BatchResult], batch_id: str):
+        self._send = send
+        self._done = threading.Event()
+        self._result: BatchResult | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, name=f"digest-send-{batch_id}", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._send()
+        except BaseException as exc:  # handed to the main thread, which decides (unknown, release, ...)
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> BatchResult:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
 
 
 def _tally_result(report: SendReport, batch_id: str, size: int, result: BatchResult) -> None:

@@ -1,0 +1,259 @@
+"""1,000,000 recipients prepared for SendGrid, not posted: does memory stay flat as the list grows?
+
+    python benchmarks/prepare_1m.py                       # 1,000,000 rows
+    python benchmarks/prepare_1m.py --tracemalloc         # and again under tracemalloc (~6x slower)
+    python benchmarks/prepare_1m.py --rows 200000 --json benchmarks/out/prepare.json
+
+"Prepared" is everything `digest send --backend sendgrid` does to a recipient before the HTTP request,
+through the real code paths, in batches of 1,000 as the send loop makes them:
+
+- recipients.read_recipients: the CSV streamed, every address validated and de-duplicated;
+- pipeline._personalizer (what `digest send` uses): unsubscribe URL with its HMAC token, List-Unsubscribe
+  headers, view URL;
+- SendGridBackend.build_body: the request body of 1,000 personalizations, then json.dumps(...).encode() of it,
+  as python_http_client does before it sends (and no request is made).
+
+No ledger here (its memory is SQLite's bounded page cache; the 100k send benchmark covers it).
+
+A child process does the work and samples, at 100k, 250k, 500k and 1M rows (and a few more): VmRSS and
+VmHWM from /proc/self/status, and the bytes of the one structure that must grow with the list: the
+de-duplication index in recipients.py (`_Seen`: two flat arrays of 8-byte digests and 4-byte line numbers,
+doubling at half load), read from the generator's frame. With --tracemalloc a second child does the same
+under tracemalloc (current and peak traced bytes per interval; ~6x slower, so its times are not the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+WINDOW = ["--since", "2012-01-01", "--until", "2020-03-31"]
+SECRET = "benchmark-unsubscribe-secret-0123456789"
+CHECKPOINTS = (10_000, 100_000, 250_000, 500_000, 750_000, 1_000_000)
+
+
+def digest_command() -> list[str]:
+    script = Path(sys.executable).with_name("digest")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "digest"]
+
+
+def write_csv(path: Path, count: int) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("email,name\n")
+        for start in range(0, count, 100_000):
+            fh.write(
+                "".join(
+                    f"member{i:07d}@example.org,Member Number {i}\n" for i in range(start, min(count, start + 100_000))
+                )
+            )
+
+
+def write_config(root: Path) -> Path:
+    """The repository's digest.toml with the paths moved into `root` (same URLs and unsubscribe settings)."""
+    text = (REPO / "digest.toml").read_text(encoding="utf-8")
+    moved = {
+        "content_dir": REPO / "content",
+        "templates_dir": REPO / "templates",
+        "build_dir": root / "builds",
+        "outbox_dir": root / "outbox",
+        "ledger_path": root / "ledger.sqlite3",
+        "suppression_file": root / "suppressions.csv",
+        "backend": "sendgrid",
+    }
+    for key, value in moved.items():
+        text, n = re.subn(rf'(?m)^{key}\s*=\s*"[^"]*"', f'{key} = "{value}"', text)
+        if n != 1:
+            text = f'{key} = "{value}"\n' + text
+    config = root / "digest.toml"
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+# --- the child ---------------------------------------------------------------------------------------------
+
+
+def _status() -> dict[str, float]:
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return out
+
+
+def child(config: str, build_dir: str, csv_path: str, rows: int, traced: bool) -> None:
+    """Prepare every row; print one JSON line per checkpoint, then a summary line."""
+    import tracemalloc
+
+    if traced:
+        tracemalloc.start()
+    started = time.perf_counter()
+    from digest import pipeline
+    from digest.build import read_build
+    from digest.config import load_settings
+    from digest.deliver.sendgrid import SendGridBackend
+    from digest.models import Recipient
+    from digest.recipients import read_recipients
+
+    settings = load_settings(config)
+    build = read_build(Path(build_dir))
+    personalize = pipeline._personalizer(settings, build.edition, SECRET.encode())
+    backend = SendGridBackend(settings.sendgrid)
+    stream = read_recipients(Path(csv_path))
+    checkpoints = [c for c in CHECKPOINTS if c <= rows] + ([rows] if rows not in CHECKPOINTS else [])
+    times = {"csv read + validate": 0.0, "personalise": 0.0, "build_body": 0.0, "json.dumps + encode": 0.0}
+    prepared = skipped = body_bytes = batches = 0
+    batch: list[Any] = []
+    loop_started = last = time.perf_counter()
+
+    def sample() -> None:
+        seen = stream.gi_frame.f_locals.get("seen") if stream.gi_frame is not None else None  # type: ignore[attr-defined]
+        seen_bytes = 0
+        if seen is not None:
+            seen_bytes = len(seen._keys) * seen._keys.itemsize + len(seen._lines) * seen._lines.itemsize
+        status = _status()
+        point: dict[str, Any] = {
+            "rows": prepared,
+            "rss_mb": status["VmRSS"],
+            "hwm_mb": status["VmHWM"],
+            "seen_mb": seen_bytes / 2**20,
+            "seen_entries": len(seen) if seen is not None else 0,
+            "seen_slots": len(seen._keys) if seen is not None else 0,
+            "rss_minus_seen_mb": status["VmRSS"] - seen_bytes / 2**20,
+            "seconds": time.perf_counter() - loop_started,
+        }
+        if traced:
+            current, peak = tracemalloc.get_traced_memory()
+            point.update(traced_mb=current / 2**20, traced_peak_mb=peak / 2**20)
+            tracemalloc.reset_peak()  # the next sample's peak is that interval's
+        print(json.dumps(point), flush=True)
+
+    def flush() -> None:
+        nonlocal body_bytes, batches
+        a = time.perf_counter()
+        body, _, _ = backend.build_body(build, batch, f"r1-b{batches + 1:05d}", False)
+        b = time.perf_counter()
+        data = json.dumps(body).encode("utf-8")  # what python_http_client sends
+        c = time.perf_counter()
+        times["build_body"] += b - a
+        times["json.dumps + encode"] += c - b
+        body_bytes += len(data)
+        batches += 1
+        batch.clear()
+
+    for row in stream:
+        now = time.perf_counter()
+        times["csv read + validate"] += now - last
+        if not isinstance(row, Recipient):
+            skipped += 1
+            last = time.perf_counter()
+            continue
+        batch.append(personalize(row))
+        prepared += 1
+        last = time.perf_counter()
+        times["personalise"] += last - now
+        if len(batch) == backend.batch_size:
+            flush()
+            if prepared in checkpoints:
+                sample()
+            last = time.perf_counter()
+    if batch:
+        flush()
+        sample()
+    total = time.perf_counter() - loop_started
+    print(json.dumps({"done": True, "rows": prepared, "skipped": skipped, "batches": batches,
+                      "body_bytes": body_bytes, "seconds": total, "startup_s": loop_started - started,
+                      "times": times}), flush=True)  # fmt: skip
+
+
+# --- the parent --------------------------------------------------------------------------------------------
+
+
+def run_child(args: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any], float]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", *args], capture_output=True, text=True
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"child failed ({proc.returncode}):\n{proc.stderr}")
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return [x for x in lines if "done" not in x], next(x for x in lines if "done" in x), wall
+
+
+def machine() -> str:
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln),
+        platform.processor(),
+    )
+    load = os.getloadavg()
+    return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, load {load[0]:.2f} {load[1]:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--tracemalloc", action="store_true", help="also a second run under tracemalloc (~6x slower)")
+    parser.add_argument("--workdir", help="keep the work files here (default: a temp folder, removed)")
+    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        config, build_dir, csv_path, rows, traced = args.child
+        child(config, build_dir, csv_path, int(rows), traced == "1")
+        return
+
+    root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="prepare_1m-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        print(f"machine: {machine()}", flush=True)
+        csv_path = root / "members.csv"
+        write_csv(csv_path, args.rows)
+        config = write_config(root)
+        build_dir = root / "build"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        subprocess.run([*digest_command(), "build", *WINDOW, "--out", str(build_dir)], cwd=REPO, env=env,
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        print(f"{args.rows:,} rows, CSV {csv_path.stat().st_size / 2**20:.1f} MB", flush=True)
+        summary: dict[str, Any] = {"machine": machine(), "rows": args.rows}
+        passes = [("plain", "0")] + ([("tracemalloc", "1")] if args.tracemalloc else [])
+        for name, traced in passes:
+            points, done, wall = run_child([str(config), str(build_dir), str(csv_path), str(args.rows), traced])
+            summary[name] = {"points": points, "done": done, "process_s": wall}
+            print(f"\n{name}: {done['rows']:,} prepared in {done['seconds']:.1f} s "
+                  f"({done['rows'] / done['seconds']:,.0f} rows/s; process {wall:.1f} s), {done['batches']} bodies, "
+                  f"{done['body_bytes'] / 2**30:.2f} GiB of JSON", flush=True)  # fmt: skip
+            header = f"{'rows':>9} {'RSS MB':>7} {'HWM MB':>7} {'dedupe MB':>9} {'slots':>9} {'RSS-dedupe':>10}"
+            header += f" {'traced MB':>9} {'peak MB':>8}" if traced == "1" else f" {'s':>6}"
+            print(header)
+            for p in points:
+                line = (f"{p['rows']:>9,} {p['rss_mb']:>7.1f} {p['hwm_mb']:>7.1f} {p['seen_mb']:>9.1f} "
+                        f"{p['seen_slots']:>9,} {p['rss_minus_seen_mb']:>10.1f}")  # fmt: skip
+                line += (
+                    f" {p['traced_mb']:>9.1f} {p['traced_peak_mb']:>8.1f}"
+                    if traced == "1"
+                    else f" {p['seconds']:>6.1f}"
+                )
+                print(line)
+            if traced == "0":
+                print("time by stage (s): " + ", ".join(f"{k} {v:.2f}" for k, v in done["times"].items()))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
