@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -60,24 +59,10 @@ def write_csv(path: Path, count: int) -> None:
 
 
 def write_config(root: Path) -> Path:
-    """The repository's digest.toml with the paths moved into `root` (same URLs and unsubscribe settings)."""
-    text = (REPO / "digest.toml").read_text(encoding="utf-8")
-    moved = {
-        "content_dir": REPO / "content",
-        "templates_dir": REPO / "templates",
-        "build_dir": root / "builds",
-        "outbox_dir": root / "outbox",
-        "ledger_path": root / "ledger.sqlite3",
-        "suppression_file": root / "suppressions.csv",
-        "backend": "sendgrid",
-    }
-    for key, value in moved.items():
-        text, n = re.subn(rf'(?m)^{key}\s*=\s*"[^"]*"', f'{key} = "{value}"', text)
-        if n != 1:
-            text = f'{key} = "{value}"\n' + text
-    config = root / "digest.toml"
-    config.write_text(text, encoding="utf-8")
-    return config
+    """The same config as the 100k benchmark: the repository's digest.toml with the paths moved into `root`."""
+    from sendgrid_100k import write_config as shared  # a sibling script: benchmarks/ is sys.path[0]
+
+    return shared(root)
 
 
 # --- the child ---------------------------------------------------------------------------------------------
