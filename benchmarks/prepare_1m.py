@@ -104,8 +104,8 @@ def child(config: str, build_dir: str, csv_path: str, rows: int, traced: bool) -
     def sample() -> None:
         seen = stream.gi_frame.f_locals.get("seen") if stream.gi_frame is not None else None  # type: ignore[attr-defined]
         seen_bytes = 0
-        if seen is not None:
-            seen_bytes = len(seen._keys) * seen._keys.itemsize + len(seen._lines) * seen._lines.itemsize
+        if seen is not None:  # what the two arrays have allocated (an array may hold spare room)
+            seen_bytes = sys.getsizeof(seen._keys) + sys.getsizeof(seen._lines)
         status = _status()
         point: dict[str, Any] = {
             "rows": prepared,
