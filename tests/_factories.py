@@ -276,3 +276,13 @@ def personal(address: str, name: str = "", *, url: str | None = None, one_click:
     values = {"name": name, "email": address, "unsubscribe_url": url}
     headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
     return Personal(Recipient(address, name), values, headers if one_click else {})
+
+
+def copy_newsletter(folder: Path) -> Path:
+    """A working copy of the repository's newsletter (digest.toml and the 47 content files) in `folder`."""
+    import shutil
+
+    repo = Path(__file__).resolve().parent.parent
+    shutil.copytree(repo / "content", folder / "content")
+    shutil.copy(repo / "digest.toml", folder / "digest.toml")
+    return folder

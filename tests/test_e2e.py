@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from _factories import copy_newsletter
 from _smtp_server import PASSWORD, USER, smtp_tls_auth, tls_files
 from click.testing import CliRunner
 
@@ -36,8 +37,7 @@ def newsletter(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> P
     """A copy of the repository's newsletter folder (config, content, templates) in tmp_path."""
     folder = tmp_path / "news"
     folder.mkdir()
-    shutil.copytree(repo / "content", folder / "content")
-    shutil.copy(repo / "digest.toml", folder / "digest.toml")
+    copy_newsletter(folder)
     with (folder / "members.csv").open("w", encoding="utf-8") as fh:
         fh.write("email,name\n" + "".join(f"{a},{n}\n" for a, n in MEMBERS))
     monkeypatch.chdir(folder)

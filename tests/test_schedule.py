@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shlex
-import shutil
 from pathlib import Path
 
 import pytest
+from _factories import copy_newsletter
 from click.testing import CliRunner
 
 from digest.cli import main
@@ -30,8 +30,7 @@ def cron_command(repo: Path) -> list[str]:
 def newsletter(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A newsletter whose content has an item posted last month (relative to the real today)."""
     folder = tmp_path / "srv"
-    shutil.copytree(repo / "content", folder / "content")
-    shutil.copy(repo / "digest.toml", folder / "digest.toml")
+    copy_newsletter(folder)
     first = today_in("America/Chicago").replace(day=1)
     last_month = first - dt.timedelta(days=1)
     posted = last_month.replace(day=min(15, last_month.day))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
+from _factories import copy_newsletter
 from click.testing import CliRunner
 
 from digest.cli import main
@@ -23,8 +23,7 @@ def every_file_under(folder: Path) -> bytes:
 @pytest.fixture
 def newsletter(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "news"
-    shutil.copytree(repo / "content", folder / "content")
-    shutil.copy(repo / "digest.toml", folder / "digest.toml")
+    copy_newsletter(folder)
     (folder / "members.csv").write_text("email,name\na@example.org,A\nb@example.org,B\n", encoding="utf-8")
     monkeypatch.chdir(folder)
     monkeypatch.setenv("DIGEST_UNSUBSCRIBE_SECRET", UNSUB_SECRET)
