@@ -65,6 +65,19 @@ def test_lines_are_crlf_and_at_most_998_octets(rendered: Rendered, settings: Set
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
 
 
+def test_quoted_printable_body_lines_are_at_most_76_characters(rendered: Rendered, settings: Settings) -> None:
+    """RFC 2045 §6.7: encoded lines of at most 76 characters (Python's encoder follows the policy's
+    max_line_length, so the 998 allowed for headers must not reach the bodies), while a long
+    List-Unsubscribe header stays one unencoded line."""
+    long_url = "https://www.example.org/unsubscribe?token=" + "t" * 300
+    raw = build_message(rendered, settings, to="a@example.org", extra_headers={"List-Unsubscribe": f"<{long_url}>"})
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert f"List-Unsubscribe: <{long_url}>".encode() in head.split(b"\r\n")
+    body_lines = body.split(b"\r\n")
+    assert max(len(line) for line in body_lines) == 76  # the HTML fills its lines to the limit
+    assert raw.count(b"MIME-Version: 1.0\r\n") == 1
+
+
 def test_required_headers_exactly_once(rendered: Rendered, settings: Settings) -> None:
     """Date, From, To, Subject, Message-ID, MIME-Version, List-Id and Reply-To appear once each."""
     msg = _parse(build_message(rendered, settings, to="Alex <a@example.org>"))

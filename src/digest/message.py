@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import email.policy
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, make_msgid, parseaddr
+from typing import cast
 from urllib.parse import urlsplit
 
 from .config import Settings
@@ -22,9 +23,12 @@ _OWN = ("Date", "Message-ID", "From", "To", "Subject", "Reply-To", "List-Id", "M
 
 
 # Header lines may be 998 octets (RFC 5322 §2.1.1). With the default 78, Python turns a long
-# unbreakable value (a List-Unsubscribe URL) into RFC 2047 encoded-words, which are not allowed
-# there; bodies are unaffected (quoted-printable keeps its own 76).
+# unbreakable value (a List-Unsubscribe URL) into RFC 2047 encoded-words, which are not allowed there.
 _POLICY = email.policy.SMTP.clone(max_line_length=998)
+# Bodies need their own policy: Python's quoted-printable encoder takes its line length from the
+# policy, so with _POLICY it writes 998-character lines (RFC 2045 §6.7 allows 76), and with the
+# default 78 it writes 78. Short lines also cost receiving servers: they read DATA line by line.
+_BODY_POLICY = email.policy.SMTP.clone(max_line_length=76)
 
 
 def sender_domain(settings: Settings) -> str:
@@ -80,6 +84,15 @@ def build_message(
             msg[name] = value
     # Force quoted-printable for both parts: MRML writes the HTML as one very long line, which QP
     # folds under RFC 5322's 998-octet limit, and QP keeps mostly-ASCII text readable on the wire.
-    msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg["MIME-Version"] = "1.0"
+    msg.make_alternative()
+    msg.attach(_qp_part(rendered.text, "plain"))
+    msg.attach(_qp_part(rendered.html, "html"))
     return msg.as_bytes()
+
+
+def _qp_part(text: str, subtype: str) -> EmailMessage:
+    # A MIMEPart, not an EmailMessage: set_content on an EmailMessage adds MIME-Version to the part.
+    part = MIMEPart(policy=_BODY_POLICY)
+    part.set_content(text, subtype=subtype, charset="utf-8", cte="quoted-printable")
+    return cast(EmailMessage, part)  # typeshed types attach() for EmailMessage; any MIMEPart works
