@@ -145,7 +145,7 @@ def test_check_passes_on_the_shipped_content(tmp_path: Path, repo: Path) -> None
 def test_check_fails_without_postal_address(tmp_path: Path, repo: Path) -> None:
     """A digest stripped of its postal address fails (exit 6) and the line says what to set."""
     cfg = _newsletter(tmp_path, repo)
-    cfg.write_text(re.sub(r'(?m)^postal_address = .*$', 'postal_address = ""', cfg.read_text()), encoding="utf-8")
+    cfg.write_text(re.sub(r"(?m)^postal_address = .*$", 'postal_address = ""', cfg.read_text()), encoding="utf-8")
     code, out, _ = run("--config", str(cfg), "check", "--month", "2020-01", "--no-spamassassin")
     assert code == 6
     assert re.search(r"FAIL\s+\S*postal\S*\s+.*postal_address", out), out

@@ -25,6 +25,7 @@ from digest.unsubscribe import (
     ONE_CLICK,
     SECRET_VAR,
     BadToken,
+    Unsubscriber,
     add_suppression,
     app_from_env,
     format_unsubscribe_url,
@@ -232,6 +233,38 @@ def test_recipient_unsubscribe_gives_url_and_headers() -> None:
     settings = make_settings(unsubscribe_mailto="unsubscribe@example.org")
     url, headers = recipient_unsubscribe(settings, EMAIL, SECRET)
     assert headers["List-Unsubscribe"].startswith(f"<{url}>, <mailto:")
+
+
+@pytest.mark.parametrize(
+    ("template", "mailto"),
+    [
+        ("{base_url}/unsubscribe?token={token}", ""),
+        ("{base_url}/u/{token}?who={email}&keep={{braces}}", "unsubscribe@example.org"),
+        ("{base_url}/u?t={token!s}&e={email:>5}", "mailto:leave@example.org?subject=stop"),  # str.format path
+    ],
+)
+def test_unsubscriber_gives_what_recipient_unsubscribe_gives(template: str, mailto: str) -> None:
+    """The per-run signer (checks once, signs per recipient) returns the same URL and headers as the
+    one-off function for every template shape, including {email}, literal braces and format specs."""
+    settings = make_settings(unsubscribe_url=template, unsubscribe_mailto=mailto, base_url="https://x.example.org/{a}/")
+    unsubscribe = Unsubscriber(settings, SECRET)
+    for address in (EMAIL, " b+c@example.org ", "zoë@exämple.org", "o'neil@example.org"):
+        assert unsubscribe(address) == recipient_unsubscribe(settings, address, SECRET)
+    url, _ = unsubscribe(EMAIL)
+    assert make_token(EMAIL, settings.slug, SECRET) in url
+
+
+def test_unsubscriber_refuses_a_bad_template_or_mailto_before_any_recipient() -> None:
+    """A non-https URL, an unknown field or a bad mailto is a ConfigError when the run starts."""
+    for changes in (
+        {"base_url": "http://example.org"},
+        {"unsubscribe_url": "{base_url}/u?t={tokn}"},
+        {"unsubscribe_mailto": "not an address"},
+    ):
+        with pytest.raises(ConfigError):
+            Unsubscriber(make_settings(**changes), SECRET)
+    with pytest.raises(ValueError, match="not an email address"):
+        Unsubscriber(make_settings(), SECRET)("no-at-sign")
 
 
 # --- suppression file ---------------------------------------------------------------------------

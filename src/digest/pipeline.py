@@ -292,12 +292,13 @@ def _secret_for(settings: Settings, backend: str, list_send: bool, notice: Calla
 def _personalizer(settings: Settings, edition: str, secret: bytes) -> Callable[[Any], Any]:
     from .deliver.base import Personal
     from .personalize import view_url
-    from .unsubscribe import recipient_unsubscribe
+    from .unsubscribe import Unsubscriber
 
     view = view_url(settings, edition)
+    unsubscribe = Unsubscriber(settings, secret)  # checks the URL template and mailto once per run
 
     def personalize(recipient: Any) -> Personal:
-        url, headers = recipient_unsubscribe(settings, recipient.email, secret)
+        url, headers = unsubscribe(recipient.email)
         values = {"name": recipient.name, "email": recipient.email, "unsubscribe_url": url, "view_url": view}
         return Personal(recipient, values, headers)
 

@@ -233,6 +233,71 @@ def recipient_unsubscribe(settings: Settings, email: str, secret: bytes) -> tupl
     return url, list_unsubscribe_headers(url, settings.unsubscribe_mailto)
 
 
+class Unsubscriber:
+    """`recipient_unsubscribe` for a whole send: the same URL and headers, with the per-run work done once.
+
+    At 100,000 recipients the per-recipient cost matters (issue 4). What does not depend on the
+    recipient is done here, once: the URL template is checked (https, no '<', '>' or spaces) and gets
+    its base_url filled in, the mailto URI is built, and the HMAC is keyed. Per recipient only the
+    token is signed (a copy of the keyed HMAC) and put into the URL. Checking one probe URL stands for
+    all of them: a token is base64url and '.', an {email} is percent-quoted, so neither can add a
+    scheme, a '<' or a space, and a template with a placeholder where the scheme goes fails the probe.
+    """
+
+    def __init__(self, settings: Settings, secret: bytes, *, list_id: str | None = None):
+        list_name = list_id or settings.slug
+        make_token("probe@example.org", list_name, secret)  # the same refusals as make_token, once
+        probe = format_unsubscribe_url(settings, token="TOKEN", email="probe@example.org")
+        self._tail = list_unsubscribe_headers(probe, settings.unsubscribe_mailto)["List-Unsubscribe"][len(probe) + 2 :]
+        self._list = b"\n" + list_name.encode("utf-8")
+        keyed = hmac.new(secret, None, hashlib.sha256)
+        keyed.update(_DOMAIN)
+        self._keyed = keyed
+        self._settings = settings
+        self._template = _positional_template(settings)
+
+    def __call__(self, email: str) -> tuple[str, dict[str, str]]:
+        address = normalise_email(email)
+        if not address or "@" not in address or "\n" in address or "\r" in address:
+            raise ValueError(f"cannot make an unsubscribe token for {email!r}: not an email address")
+        payload = _VERSION + b"\n" + address.encode("utf-8") + self._list
+        mac = self._keyed.copy()
+        mac.update(payload)
+        token = f"{_b64(payload)}.{_b64(mac.digest()[:MAC_BYTES])}"
+        if self._template is None:
+            url = format_unsubscribe_url(self._settings, token=token, email=address)
+        else:
+            template, with_email = self._template
+            url = template.format(token, quote(address, safe="@") if with_email else "")
+        return url, {"List-Unsubscribe": f"<{url}>{self._tail}", "List-Unsubscribe-Post": ONE_CLICK}
+
+
+def _positional_template(settings: Settings) -> tuple[str, bool] | None:
+    """settings.unsubscribe_url with {base_url} filled in and {token}, {email} turned into {0}, {1}
+    (literal braces stay doubled), and whether it uses {email}; None for a template with a format spec
+    or conversion, which str.format then fills per recipient. Only called after format_unsubscribe_url
+    accepted the template, so every field is one of the three."""
+    import string
+
+    def escaped(text: str) -> str:
+        return text.replace("{", "{{").replace("}", "}}")
+
+    out: list[str] = []
+    with_email = False
+    for literal, field, spec, conversion in string.Formatter().parse(settings.unsubscribe_url):
+        out.append(escaped(literal))
+        if field is None:
+            continue
+        if spec or conversion:
+            return None
+        if field == "base_url":
+            out.append(escaped(settings.base_url.rstrip("/")))
+        else:
+            with_email = with_email or field == "email"
+            out.append("{0}" if field == "token" else "{1}")
+    return "".join(out), with_email
+
+
 # --- suppression file ---------------------------------------------------------------------------
 
 

@@ -60,5 +60,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         emulator.stop()
     return 0
-
-
