@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -509,6 +510,17 @@ def test_inline_css_strips_remote_css_and_never_touches_the_network(monkeypatch:
     out = inline_css(compiled)
     assert "googleapis" not in out and "@import" not in out and "<link" not in out
     assert "<!--[if !mso]><!-->" in out  # the font block's own conditional stays balanced
+
+
+def test_cssutils_cannot_fetch_an_import_that_slipped_through() -> None:
+    """Behind strip_remote_css, cssutils' own fetcher is a stand-in that refuses: an @import parsed
+    straight through cssutils fails at the fetch, and the real fetcher (urllib) was never loaded."""
+    import cssutils
+
+    parser = cssutils.CSSParser(fetcher=None, raiseExceptions=True)
+    with pytest.raises(RuntimeError, match="without network access"):
+        parser.parseString('@import url("https://fonts.example.org/a.css"); a{color:red}', href="https://x.org/")
+    assert "cssutils._fetch" not in sys.modules
 
 
 def test_strip_remote_css_keeps_other_rules() -> None:

@@ -32,14 +32,29 @@ class _NoNetwork(types.ModuleType):
         raise RuntimeError(f"premailer tried requests.{name}: digest renders without network access")
 
 
+def _no_fetch(url: str) -> None:
+    raise RuntimeError(f"cssutils tried to fetch {url}: digest renders without network access")
+
+
 def _import_premailer() -> None:
-    if "premailer.premailer" in sys.modules or "requests" in sys.modules:
-        return  # already loaded (or requests is here anyway): nothing to save
-    sys.modules["requests"] = _NoNetwork("requests")
+    if "premailer.premailer" in sys.modules:
+        return
+    stand_ins: dict[str, types.ModuleType] = {}
+    if "requests" not in sys.modules:
+        stand_ins["requests"] = _NoNetwork("requests")
+    if "cssutils" not in sys.modules:
+        # cssutils' URL fetcher (for @import) imports urllib.request, importlib.metadata and encutils:
+        # ~7 ms. digest removes every @import before premailer runs; should one ever slip through, this
+        # fetcher fails instead of going to the network.
+        fetch = types.ModuleType("cssutils._fetch")
+        setattr(fetch, "_defaultFetcher", _no_fetch)  # noqa: B010
+        stand_ins["cssutils._fetch"] = fetch
+    sys.modules.update(stand_ins)
     try:
         import premailer  # noqa: F401
     finally:
-        del sys.modules["requests"]  # anyone else who imports requests gets the real one
+        for name in stand_ins:  # anyone else who imports them later gets the real modules
+            del sys.modules[name]
 
 
 _import_premailer()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import webbrowser
 from html import escape
 from pathlib import Path
 
@@ -167,6 +166,8 @@ def open_in_browser(path: Path) -> bool:
     )
     if not desktop:
         return False
+    import webbrowser  # here, not at the top: ~4 ms that a build that opens nothing need not pay
+
     try:
         return webbrowser.open(path.resolve().as_uri())
     except webbrowser.Error:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.parser
-import email.policy
 import fcntl
 import hashlib
 import hmac
@@ -32,14 +30,18 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from .config import Settings, load_settings
 from .errors import ConfigError, DigestError
-from .recipients import load_suppressions
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+# The server side (wsgiref, the email parser, the suppression reader) is imported where it is used:
+# every `digest build` imports this module for list_unsubscribe_headers, and those cost ~8 ms.
 
 log = logging.getLogger(__name__)
 
@@ -316,6 +318,8 @@ def add_suppression(path: Path, email: str) -> bool:
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        from .recipients import load_suppressions
+
         if address in load_suppressions(path):
             return False
         size = os.fstat(fd).st_size
@@ -463,6 +467,9 @@ def _read_form(environ: WSGIEnvironment) -> dict[str, list[str]]:
         return parse_qs(body.decode("latin-1"))
     if kind == "multipart/form-data":
         # The email parser reads MIME multipart bodies; the cgi module that used to do this is gone in 3.13.
+        import email.parser
+        import email.policy
+
         raw = b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
         fields: dict[str, list[str]] = {}
@@ -476,20 +483,21 @@ def _read_form(environ: WSGIEnvironment) -> dict[str, list[str]]:
     return {}
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """wsgiref logs the full request line to stderr, token included; log method and path only."""
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = self.path.split("?", 1)[0]
-        log.info("%s %s %s", self.command, path, code)
-
-
 def make_wsgi_server(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8025) -> WSGIServer:
     """A wsgiref server for `app` that keeps tokens out of its request log (port 0 picks a free one)."""
-    return make_server(host, port, app, handler_class=_QuietHandler)
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class QuietHandler(WSGIRequestHandler):
+        """wsgiref logs the full request line to stderr, token included; log method and path only."""
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            path = self.path.split("?", 1)[0]
+            log.info("%s %s %s", self.command, path, code)
+
+    return make_server(host, port, app, handler_class=QuietHandler)
 
 
 def server_url(server: WSGIServer) -> str:
