@@ -88,11 +88,13 @@ def child(config: str, build_dir: str, csv_path: str, rows: int, traced: bool) -
     from digest.config import load_settings
     from digest.deliver.sendgrid import SendGridBackend
     from digest.models import Recipient
+    from digest.personalize import view_url, with_shared_values
     from digest.recipients import read_recipients
 
     settings = load_settings(config)
     build = read_build(Path(build_dir))
-    personalize = pipeline._personalizer(settings, build.edition, SECRET.encode())
+    build = with_shared_values(build, {"view_url": view_url(settings, build.edition)})  # as pipeline.send does
+    personalize = pipeline._personalizer(settings, SECRET.encode())
     backend = SendGridBackend(settings.sendgrid)
     stream = read_recipients(Path(csv_path))
     checkpoints = [c for c in CHECKPOINTS if c <= rows] + ([rows] if rows not in CHECKPOINTS else [])

@@ -331,6 +331,7 @@ from digest.config import load_settings
 from digest.deliver.sendgrid import SendGridBackend
 from digest.ledger import Ledger
 from digest.lock import newsletter_lock
+from digest.personalize import view_url, with_shared_values
 from digest.recipients import read_recipients
 from digest.send import Tally, _valid
 from digest.unsubscribe import secret_from_env
@@ -338,6 +339,7 @@ out = {"imports": time.perf_counter() - t0}
 config, build_dir, csv, ledger_path = map(Path, sys.argv[1:5])
 settings = load_settings(config)
 build = read_build(build_dir)
+build = with_shared_values(build, {"view_url": view_url(settings, build.edition)})  # as pipeline.send does
 t = time.perf_counter()
 n = sum(1 for _ in read_recipients(csv))
 out["csv read + validate (alone)"] = time.perf_counter() - t
@@ -347,7 +349,7 @@ with newsletter_lock(ledger_path, build.newsletter), Ledger.open(ledger_path) as
     t = time.perf_counter()
     ledger.add_recipients(build.edition, _valid(read_recipients(csv), Tally()), run_id=run)
     out["csv + add_recipients (streamed together)"] = time.perf_counter() - t
-    personalize = pipeline._personalizer(settings, build.edition, secret_from_env(required=True))
+    personalize = pipeline._personalizer(settings, secret_from_env(required=True))
     backend = SendGridBackend(settings.sendgrid)
     backend.open()
     keys = ["claim_batch", "personalise", "build_body", "json.dumps (measured apart)", "POST incl. dumps", "record"]

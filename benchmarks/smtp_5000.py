@@ -504,6 +504,7 @@ def breakdown(inp: Inputs, sink: Sink, rounds: int) -> dict[str, Any]:
     from digest.deliver.smtp import _dot_stuffed
     from digest.ledger import Ledger
     from digest.lock import newsletter_lock
+    from digest.personalize import view_url, with_shared_values
     from digest.pipeline import _personalizer
     from digest.recipients import read_recipients
     from digest.send import send_edition
@@ -534,7 +535,8 @@ def breakdown(inp: Inputs, sink: Sink, rounds: int) -> dict[str, Any]:
     cfg.mkdir(exist_ok=True)
     (cfg / "digest.toml").write_text(config_text(cfg), encoding="utf-8")
     settings = load_settings(cfg / "digest.toml", env={})
-    personalize = _personalizer(settings, build.edition, secret)
+    build = with_shared_values(build, {"view_url": view_url(settings, build.edition)})  # as pipeline.send does
+    personalize = _personalizer(settings, secret)
     recipients = [r for r in read_recipients(inp.members) if not hasattr(r, "reason")]
     personals: list[Personal] = [personalize(r) for r in recipients]
     template = MessageTemplate.from_build(build)

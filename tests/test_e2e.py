@@ -133,6 +133,13 @@ def test_sendgrid_test_send_and_list_send(newsletter: Path, monkeypatch: pytest.
         got = emulator.messages()
         by_address = {str(m["email"]): m for m in got}
         assert sorted(by_address) == sorted(a for a, _ in MEMBERS) and len(got) == 3
+        # The view-in-browser URL is the same for everyone: it is in the content, not in 3 x 2 substitutions.
+        (body,) = [json.loads(str(r["body"])) for r in emulator.requests()]
+        view = "https://www.example.org/digest/mayors-innovation-2020-01"
+        assert f'href="{view}"' in body["content"][1]["value"] and view in body["content"][0]["value"]
+        subs = [sorted(p["substitutions"]) for p in body["personalizations"]]
+        assert all("%%view_url%%" not in keys and "%%view_url:text%%" not in keys for keys in subs)
+        assert all("%%unsubscribe_url%%" in keys and "%%unsubscribe_url:text%%" in keys for keys in subs)
         for address, message in by_address.items():
             headers = message["headers"]
             assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -407,3 +407,28 @@ def test_dry_run_refuses_where_the_real_run_would(ledger_path: Path) -> None:
         )
     assert (report.would_send, report.already_sent, report.added) == (5, 3, 2)
     assert counts(ledger_path) == before
+
+
+def test_at_most_one_batch_is_ever_handed_over_and_unanswered(ledger_path: Path) -> None:
+    """While a batch is with the backend, it is the only batch row in flight (the next one is at most
+    reserved: rows without a batch row), and every recipient ends with exactly one attempt."""
+    import sqlite3
+
+    seen: list[list[str]] = []
+
+    class Watching(ScriptedBackend):
+        def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+            conn = sqlite3.connect(ledger_path)
+            try:
+                seen.append([r[0] for r in conn.execute("SELECT id FROM batches WHERE state = 'in_flight'")])
+            finally:
+                conn.close()
+            return super().send_batch(build, batch, batch_id, test)
+
+    report = run(ledger_path, Watching(), people(10))
+    assert report.sent == 10 and len(seen) == 4
+    assert seen == [[f"r1-b{i:05d}"] for i in range(1, 5)]
+    with Ledger.open(ledger_path) as ledger:
+        attempts = {r[0] for r in ledger._conn.execute("SELECT attempts FROM recipients")}
+        assert attempts == {1}
+        assert [b.size for b in ledger.batches(ED)] == [3, 3, 3, 1]

@@ -91,6 +91,27 @@ def test_2500_recipients_go_in_three_valid_requests_each_personalised(emulator: 
         assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+def test_substitutions_only_for_the_placeholders_the_content_has(emulator: SendGridEmulator) -> None:
+    """Each personalization carries a substitution for every placeholder in the content (subject included)
+    and for nothing else: %%email%% is in neither part here, so no recipient carries it."""
+    build = factories.make_build(
+        '<p>Hi %%name%%</p><a href="%%unsubscribe_url%%">x</a>',
+        "Unsubscribe: %%unsubscribe_url:text%%\n",
+        subject="News for %%name:text%%",
+    )
+    b = make_backend(emulator.url)
+    b.send_batch(build, [person(1, "Ann & Bo")], "b1")
+    (body,) = bodies(emulator)
+    assert body["personalizations"][0]["substitutions"] == {
+        "%%name%%": "Ann &amp; Bo",
+        "%%name:text%%": "Ann & Bo",
+        "%%unsubscribe_url%%": "https://example.org/unsubscribe?token=tok1&amp;x=1",
+        "%%unsubscribe_url:text%%": "https://example.org/unsubscribe?token=tok1&x=1",
+    }
+    (message,) = emulator.messages()
+    assert message["subject"] == "News for Ann & Bo" and "%%" not in str(message["html"]) + str(message["text"])
+
+
 def test_message_level_fields_asm_categories_custom_args(emulator: SendGridEmulator) -> None:
     """The stored request carries from, reply_to, subject, plain-then-html content, asm, categories, custom_args."""
     b = make_backend(emulator.url, asm_group_id=42, categories=("digest", "monthly"))

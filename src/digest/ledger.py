@@ -5,6 +5,7 @@ States of a recipient within an edition (docs/LEDGER.md draws the diagram):
     pending -> in_flight -> sent | failed | unknown
     in_flight -> pending        (release: the backend refused before sending anything)
     in_flight -> unknown        (a crash left it handed over with no answer recorded)
+    in_flight without a batch row -> pending  (reserved for the next batch, never handed over)
     unknown -> pending | sent   (the user decides: --resend-unknown / --mark-unknown-sent)
     failed -> pending           (digest retry)
 
@@ -126,6 +127,14 @@ MAX_CLAIM_ROWS = 30_000  # claim_rows binds one parameter per row; SQLite allows
 
 class _NotNext(Exception):
     """claim_rows: the rows read ahead are no longer the next pending ones."""
+
+
+# A recipient the edition may have reached: sent, unknown, or in flight in a batch that was handed over
+# (rows merely reserved for the next batch have no batch row yet).
+_REACHED = (
+    "(r.state IN ('sent', 'unknown') OR (r.state = 'in_flight' AND EXISTS "
+    "(SELECT 1 FROM batches b WHERE b.id = r.batch_id)))"
+)
 
 
 def normalize_email(email: str) -> str:
@@ -378,7 +387,7 @@ class Ledger:
         if row is None or row[0] == content_hash or allow_changed:
             return
         reached = self._conn.execute(
-            "SELECT count(*) FROM recipients WHERE edition = ? AND state IN ('sent', 'in_flight', 'unknown')",
+            f"SELECT count(*) FROM recipients r WHERE edition = ? AND {_REACHED}",
             (edition,),
         ).fetchone()[0]
         if reached:
@@ -410,7 +419,7 @@ class Ledger:
         None when no edition of it has reached anyone yet."""
         rows = self._conn.execute(
             "SELECT item_ids FROM editions e WHERE newsletter = ? AND EXISTS ("
-            "SELECT 1 FROM recipients r WHERE r.edition = e.id AND r.state IN ('sent', 'unknown', 'in_flight'))",
+            f"SELECT 1 FROM recipients r WHERE r.edition = e.id AND {_REACHED})",
             (newsletter,),
         ).fetchall()
         if not rows:
@@ -550,31 +559,26 @@ class Ledger:
         rows.sort()  # RETURNING promises no order; the list's order is the rowid's
         return [PendingRow(email_norm, email, name, rowid) for rowid, email_norm, email, name in rows]
 
-    def claim_rows(
-        self,
-        edition: str,
-        rows: Sequence[PendingRow],
-        batch_id: str,
-        backend: str,
-        content_hash: str,
-        run_id: int | None = None,
-    ) -> bool:
-        """claim_batch for a batch the caller read ahead with next_batch (the send loop personalises it while
-        the previous request is out): the same rows go in flight under `batch_id`, durably, if they are still
-        pending and still the first pending rows of the list; True. Otherwise nothing changes and it returns
-        False: call claim_batch. Updating by rowid skips claim_batch's search (~2 ms less per 1,000)."""
+    def reserve_rows(self, edition: str, rows: Sequence[PendingRow], batch_id: str, run_id: int | None = None) -> bool:
+        """Put the rows the caller read ahead (next_batch) in flight under `batch_id`, *without* the batch row
+        that says they were handed over: a reservation, made while the previous batch's request is out so
+        that the step between its answer and the next request (promote) is small. False, changing nothing,
+        if they are no longer the first pending rows of the list.
+
+        Not fsynced: a reservation lost in a crash leaves the rows pending, which they truly are. Rows in
+        flight without a batch row were never handed to a backend; recover_in_flight returns them to
+        pending and release(batch_id) does the same in a live run."""
         ids = [r.rowid for r in rows]
         if not ids or min(ids) <= 0 or len(ids) > MAX_CLAIM_ROWS:
             return False
-        now = _now()
         scope, scoped = ("", ()) if run_id is None else (" AND run_id = ?", (run_id,))
         try:
-            with self._tx(durable=True) as conn:
+            with self._tx() as conn:
                 claimed = conn.execute(
                     "UPDATE recipients SET state = 'in_flight', batch_id = ?, attempts = attempts + 1, error = NULL, "
                     f"updated_at = ? WHERE rowid IN ({','.join('?' * len(ids))}) AND edition = ? "
                     f"AND state = 'pending'{scope}",
-                    (batch_id, now, *ids, edition, *scoped),
+                    (batch_id, _now(), *ids, edition, *scoped),
                 ).rowcount
                 skipped = conn.execute(
                     f"SELECT count(*) FROM recipients WHERE edition = ? AND state = 'pending'{scope} AND rowid < ?",
@@ -582,14 +586,27 @@ class Ledger:
                 ).fetchone()[0]
                 if claimed != len(ids) or skipped:
                     raise _NotNext  # rolls the update back
-                conn.execute(
-                    "INSERT INTO batches (id, edition, run_id, backend, state, content_hash, size, created_at, "
-                    "updated_at) VALUES (?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)",
-                    (batch_id, edition, run_id, backend, content_hash, len(ids), now, now),
-                )
         except _NotNext:
             return False
         return True
+
+    def promote(
+        self, edition: str, batch_id: str, size: int, backend: str, content_hash: str, run_id: int | None = None
+    ) -> None:
+        """A reserved batch is about to be handed over: its batch row, fsynced (the write-ahead point, as
+        claim_batch's). The reservation's own commit is older, so this fsync makes it durable too."""
+        now = _now()
+        with self._tx(durable=True) as conn:
+            reserved = conn.execute(
+                "SELECT count(*) FROM recipients WHERE batch_id = ? AND state = 'in_flight'", (batch_id,)
+            ).fetchone()[0]
+            if reserved != size:
+                raise LedgerError(f"batch {batch_id}: {reserved} rows reserved, expected {size} (internal error)")
+            conn.execute(
+                "INSERT INTO batches (id, edition, run_id, backend, state, content_hash, size, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)",
+                (batch_id, edition, run_id, backend, content_hash, size, now, now),
+            )
 
     def mark_in_flight(
         self,
@@ -698,12 +715,30 @@ class Ledger:
             )
             return cur.rowcount
 
+    def drop_reservation(self, batch_id: str) -> int:
+        """A reserved batch (see reserve_rows) that will not be sent after all: its rows are pending again,
+        as if never reserved. A batch that was promoted is left alone. Returns how many rows."""
+        with self._tx() as conn:
+            return conn.execute(
+                "UPDATE recipients SET state = 'pending', batch_id = NULL, attempts = max(attempts - 1, 0), "
+                "updated_at = ? WHERE batch_id = ? AND state = 'in_flight' "
+                "AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = recipients.batch_id)",
+                (_now(), batch_id),
+            ).rowcount
+
     def recover_in_flight(self, edition: str) -> int:
         """Turn in_flight rows left by a run that died into unknown. Call only while holding the
         newsletter lock: then no live run can own them. Returns how many."""
         now = _now()
         note = "a run stopped after handing this batch to the backend and before recording the answer"
         with self._tx() as conn:
+            # Reserved rows (in flight, no batch row) were never handed over: pending again.
+            conn.execute(
+                "UPDATE recipients SET state = 'pending', batch_id = NULL, attempts = max(attempts - 1, 0), "
+                "updated_at = ? WHERE edition = ? AND state = 'in_flight' "
+                "AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = recipients.batch_id)",
+                (now, edition),
+            )
             conn.execute(
                 "UPDATE batches SET state = 'unknown', error = ?, updated_at = ? "
                 "WHERE edition = ? AND state = 'in_flight'",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .models import Build
 
 FIELDS = ("name", "email", "unsubscribe_url", "view_url")
 
@@ -23,14 +26,48 @@ HTML_TOKENS = {f: html_token(f) for f in FIELDS}
 TEXT_TOKENS = {f: text_token(f) for f in FIELDS}
 
 
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
+
+
+def html_value(value: str) -> str:
+    """`value` escaped for HTML (quotes too: values land in href attributes). Most values (addresses,
+    URLs, names) have nothing to escape, and a search is ~5x cheaper than escape's five replaces."""
+    return escape(value, quote=True) if _HTML_SPECIAL.search(value) else value
+
+
 def substitutions(values: dict[str, str]) -> dict[str, str]:
-    """Token -> value for both parts: HTML-escaped for the HTML tokens, plain for the text ones."""
+    """Token -> value for both parts: HTML-escaped for the HTML tokens, plain for the text ones.
+    A field missing from `values` becomes empty, so no placeholder is ever left in a message."""
     out: dict[str, str] = {}
     for field in FIELDS:
         value = values.get(field, "")
-        out[HTML_TOKENS[field]] = escape(value, quote=True)
+        out[HTML_TOKENS[field]] = html_value(value)
         out[TEXT_TOKENS[field]] = value
     return out
+
+
+def tokens_used(*, html: str, text: str) -> tuple[tuple[str, str, str], ...]:
+    """(field, HTML token or "", text token or "") for each field whose placeholder occurs in the HTML or
+    in the text: a backend that sends substitutions per recipient sends only these (SendGrid bills
+    every byte of 100,000 personalizations in parsing time)."""
+    used = []
+    for field in FIELDS:
+        html_token_, text_token_ = HTML_TOKENS[field], TEXT_TOKENS[field]
+        in_html, in_text = html_token_ in html, text_token_ in text
+        if in_html or in_text:
+            used.append((field, html_token_ if in_html else "", text_token_ if in_text else ""))
+    return tuple(used)
+
+
+def with_shared_values(build: Build, values: dict[str, str]) -> Build:
+    """The build with the placeholders whose value is the same for every recipient (the view-in-browser
+    URL) filled in once, so no backend carries them per recipient."""
+    html, text, subject = build.html, build.text, build.subject
+    for field, value in values.items():
+        html = html.replace(HTML_TOKENS[field], html_value(value))
+        text = text.replace(TEXT_TOKENS[field], value)
+        subject = subject.replace(TEXT_TOKENS[field], value)
+    return dataclasses.replace(build, html=html, text=text, subject=subject)
 
 
 def fill(template: str, values: dict[str, str]) -> str:

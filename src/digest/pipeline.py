@@ -289,17 +289,16 @@ def _secret_for(settings: Settings, backend: str, list_send: bool, notice: Calla
     return secret
 
 
-def _personalizer(settings: Settings, edition: str, secret: bytes) -> Callable[[Any], Any]:
+def _personalizer(settings: Settings, secret: bytes) -> Callable[[Any], Any]:
     from .deliver.base import Personal
-    from .personalize import view_url
     from .unsubscribe import Unsubscriber
 
-    view = view_url(settings, edition)
     unsubscribe = Unsubscriber(settings, secret)  # checks the URL template and mailto once per run
 
     def personalize(recipient: Any) -> Personal:
+        # view_url is the same for everyone: _send fills it into the build once (with_shared_values).
         url, headers = unsubscribe(recipient.email)
-        values = {"name": recipient.name, "email": recipient.email, "unsubscribe_url": url, "view_url": view}
+        values = {"name": recipient.name, "email": recipient.email, "unsubscribe_url": url}
         return Personal(recipient, values, headers)
 
     return personalize
@@ -365,6 +364,7 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     from .errors import EmptySelection, UsageError
     from .ledger import Ledger
     from .lock import newsletter_lock
+    from .personalize import view_url, with_shared_values
     from .recipients import load_suppressions, read_recipients, single_recipient
     from .send import execute_send, prepare_send
 
@@ -397,10 +397,11 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
             return None
 
     built = _build_for_send(settings, request, hooks)
+    built = with_shared_values(built, {"view_url": view_url(settings, built.edition)})
     backend = make_backend(settings.backend, settings, outbox_dir=settings.path(settings.outbox_dir))
     list_send = not test and not request.dry_run
     secret = _secret_for(settings, settings.backend, list_send, hooks.notice) if not request.dry_run else b"dry-run"
-    personalize = _personalizer(settings, built.edition, secret)
+    personalize = _personalizer(settings, secret)
     unknown = request.unknown
 
     def run(ledger: Any, recipients: Any) -> Any:

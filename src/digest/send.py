@@ -19,6 +19,7 @@ A crash between the first and the last leaves the batch in_flight; the next run 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import gc
@@ -551,10 +552,13 @@ def _send_ledgered(
 
     Per batch, as before: claim (in flight, fsynced) -> hand to the backend -> record the answer, and the next
     claim only after that. What overlaps the request (the GIL is free while it waits on the socket) is the
-    next batch's personalisation and request body, made from the rows `next_batch` says come next; the claim
-    then takes exactly those rows (claim_rows) if they are still the next pending ones, else the batch is
-    claimed and made again the usual way. Nothing of the next batch is in flight, or sent, before its claim,
-    so a crash leaves what it always left: at most one batch in flight.
+    next batch's personalisation and request body, made from the rows `next_batch` says come next, and the
+    reservation of those rows (Ledger.reserve_rows: in flight, but without the batch row that says they were
+    handed over). After the answer, only the record and the batch row (Ledger.promote, fsynced) stand
+    between it and the next request: ~4 ms per batch where a claim of 1,000 rows took ~10 on a busy machine.
+    A crash leaves what it always left: at most one batch handed over and unanswered (unknown); reserved
+    rows have no batch row, and recover_in_flight makes them pending again. If the reservation cannot be
+    made (the rows are no longer the next ones), the batch is claimed and made again the usual way.
     """
     ledger, build, backend = plan.ledger, plan.build, plan.backend
     assert ledger is not None and plan.run_id is not None  # prepare_send guarantees both for mode "send"
@@ -578,19 +582,22 @@ def _send_ledgered(
     try:
         while True:
             if unknown_in_a_row >= max_unknown_in_a_row:
+                if ahead is not None:
+                    ledger.drop_reservation(ahead.batch_id)
+                    ahead = None
                 if ledger.next_batch(edition, 1, run_id=scope):
                     report.stopped = f"{unknown_in_a_row} batches in a row got no answer from {backend.name}"
                 break
             seq += 1
             batch_id = f"r{run_id}-b{seq:05d}"
             # Write-ahead: the rows are in flight, fsynced, before anything is handed to the backend.
-            if (
-                ahead is not None
-                and ahead.batch_id == batch_id
-                and ledger.claim_rows(edition, ahead.rows, batch_id, backend.name, build.content_hash, run_id=scope)
-            ):
+            if ahead is not None and ahead.batch_id == batch_id:
+                # Reserved while the previous request was out: only the batch row is left to write.
                 rows, send = ahead.rows, ahead.send
+                ledger.promote(edition, batch_id, len(rows), backend.name, build.content_hash, run_id=scope)
             else:
+                if ahead is not None:
+                    ledger.drop_reservation(ahead.batch_id)
                 rows = ledger.claim_batch(edition, size, batch_id, backend.name, build.content_hash, run_id=scope)
                 if not rows:
                     break
@@ -646,6 +653,10 @@ def _send_ledgered(
                 progress(len(rows))
         outcome = "partial" if (report.failed or report.unknown or report.stopped) else "done"
     finally:
+        if ahead is not None:  # reserved, never handed over (the run stopped before its turn)
+            # If the ledger itself is failing, the next run's recover_in_flight returns these rows to pending.
+            with contextlib.suppress(LedgerError):
+                ledger.drop_reservation(ahead.batch_id)
         gc.set_threshold(*thresholds)
         backend.close()
         if report.stopped:
@@ -657,7 +668,7 @@ def _send_ledgered(
 
 @dataclass(frozen=True)
 class _Ahead:
-    """The next batch, personalised and prepared while the previous request was out; not claimed yet."""
+    """The next batch, personalised, prepared and reserved while the previous request was out."""
 
     batch_id: str
     rows: list[PendingRow]
@@ -691,8 +702,9 @@ def _prepare_next(
     size: int,
     batch_id: str,
 ) -> _Ahead | None:
-    """Personalise and prepare the batch the next claim will return (read-only on the ledger). Any error
-    is left for the regular path after the claim, which handles it as it always did."""
+    """Personalise and prepare the next batch, then reserve its rows (Ledger.reserve_rows): in flight, without
+    the batch row that promote writes just before the request. Any error is left for the regular path
+    (claim_batch), which handles it as it always did."""
     rows = ledger.next_batch(build.edition, size, run_id=scope)
     if not rows:
         return None
@@ -705,6 +717,11 @@ def _prepare_next(
             send = prepare(build, batch, batch_id, False)
     except Exception:
         return None
+    try:
+        if not ledger.reserve_rows(build.edition, rows, batch_id, run_id=scope):
+            return None
+    except LedgerError:
+        return None  # the regular path meets the same error where it is handled
     return _Ahead(batch_id, rows, send)
 
 

@@ -14,7 +14,7 @@ class Personal:
     """A recipient with the values filled into the placeholders of the build."""
 
     recipient: Recipient
-    values: dict[str, str]  # name, email, unsubscribe_url, view_url (plain, unescaped)
+    values: dict[str, str]  # name, email, unsubscribe_url (plain, unescaped); a missing field is left empty
     headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe, List-Unsubscribe-Post
 
 

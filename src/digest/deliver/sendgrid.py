@@ -31,7 +31,7 @@ import re
 import ssl
 import time
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from typing import Any
 
@@ -41,7 +41,7 @@ from sendgrid import SendGridAPIClient
 from ..config import SendGridSettings
 from ..errors import ConfigError, DeliveryError
 from ..models import Build
-from ..personalize import substitutions
+from ..personalize import html_value, substitutions, tokens_used
 from .base import BatchResult, OutcomeUnknown, Personal
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ def to_name(name: str) -> str:
     the greeting's %%name%% substitution keeps the name as written."""
     if "," in name or ";" in name:
         name = _NAME_SEPARATORS.sub(" ", name)
+    if name.isprintable() and "  " not in name and name.strip() == name:
+        return name  # the common case: nothing to tidy (isprintable is False for tabs and newlines)
     return " ".join(name.split())
 
 
@@ -155,6 +157,7 @@ class SendGridBackend:
         self._client: Any = None
         self._key = ""
         self._bases: dict[tuple[str, str, bool], dict[str, Any]] = {}
+        self._tokens: dict[tuple[str, str, bool], tuple[tuple[str, str, str], ...]] = {}
 
     # ---- lifecycle ------------------------------------------------------------------------------------
 
@@ -174,6 +177,7 @@ class SendGridBackend:
         self._client = None
         self._key = ""
         self._bases.clear()
+        self._tokens.clear()
 
     # ---- payload --------------------------------------------------------------------------------------
 
@@ -205,18 +209,35 @@ class SendGridBackend:
         if self.settings.sandbox:
             base["mail_settings"] = {"sandbox_mode": {"enable": True}}
         self._bases[key] = base
+        # Substitutions only for the placeholders the content has: every personalization carries them.
+        self._tokens[key] = tokens_used(html=build.html, text=build.subject + "\n" + build.text)
         return base
 
     @staticmethod
-    def personalization(p: Personal) -> dict[str, Any]:
-        """One recipient's personalization: its address, its substitutions, its unsubscribe headers."""
+    def personalization(p: Personal, tokens: Sequence[tuple[str, str, str]] | None = None) -> dict[str, Any]:
+        """One recipient's personalization: its address, its substitutions, its unsubscribe headers.
+
+        `tokens` (personalize.tokens_used of the content) limits the substitutions to the placeholders
+        the content has; None sends all of them."""
         recipient = p.recipient
         values = p.values
-        if "email" not in values or "name" not in values:
-            values = {"email": recipient.email, "name": recipient.name, **values}
+        if tokens is None:
+            if "email" not in values or "name" not in values:
+                values = {"email": recipient.email, "name": recipient.name, **values}
+            subs = substitutions(values)
+        else:
+            subs = {}
+            for field, html_token, text_token in tokens:
+                value = values.get(field)
+                if value is None:
+                    value = recipient.email if field == "email" else recipient.name if field == "name" else ""
+                if html_token:
+                    subs[html_token] = html_value(value)
+                if text_token:
+                    subs[text_token] = value
         out: dict[str, Any] = {
             "to": [_address(recipient.email, to_name(recipient.name))],
-            "substitutions": substitutions(values),
+            "substitutions": subs,
         }
         headers = p.headers
         if headers:
@@ -257,8 +278,10 @@ class SendGridBackend:
         result = BatchResult()
         personalizations = []
         included = []
+        base = self.message_base(build, test)
+        tokens = self._tokens[(build.edition, build.content_hash, test)]
         for p in batch:
-            item = self.personalization(p)
+            item = self.personalization(p, tokens)
             problem = self._too_big(item)
             if problem:
                 result.failed.append((p.recipient.email, problem))
@@ -266,7 +289,7 @@ class SendGridBackend:
                 personalizations.append(item)
                 included.append(p)
                 result.sent.append(p.recipient.email)
-        body = dict(self.message_base(build, test))
+        body = dict(base)
         # Message level: SendGrid merges them into every personalization, and the batch id lets webhook
         # events be matched to ledger batches (and duplicates told apart).
         body["custom_args"] = {"edition": build.edition, "batch": batch_id}

@@ -1,0 +1,56 @@
+"""Personalize: placeholder tokens, escaping, which tokens a content uses, values shared by everyone."""
+
+from __future__ import annotations
+
+import _factories as factories
+
+from digest.personalize import (
+    FIELDS,
+    HTML_TOKENS,
+    TEXT_TOKENS,
+    fill,
+    html_value,
+    substitutions,
+    tokens_used,
+    with_shared_values,
+)
+
+
+def test_html_value_escapes_exactly_what_html_escape_does() -> None:
+    """The fast path (nothing to escape) and the slow path agree with html.escape(quote=True)."""
+    import html
+
+    for value in ("", "ann@example.org", "https://x.org/u?t=a.b", "O'Neil & <Sons>", 'say "hi"', "Zoë"):
+        assert html_value(value) == html.escape(value, quote=True)
+
+
+def test_substitutions_cover_every_field_and_blank_the_missing_ones() -> None:
+    """Both token kinds for every field; HTML escaped, text plain; a field not given is empty."""
+    subs = substitutions({"name": "Ann & Bo", "email": "ann@example.org"})
+    assert set(subs) == set(HTML_TOKENS.values()) | set(TEXT_TOKENS.values())
+    assert subs["%%name%%"] == "Ann &amp; Bo" and subs["%%name:text%%"] == "Ann & Bo"
+    assert subs["%%view_url%%"] == subs["%%view_url:text%%"] == ""
+
+
+def test_tokens_used_lists_only_placeholders_present() -> None:
+    """A field appears when either of its tokens is in the content, with "" for the kind that is absent."""
+    used = tokens_used(html='<a href="%%unsubscribe_url%%">x</a> %%name%%', text="Hi %%name:text%%")
+    assert used == (("name", "%%name%%", "%%name:text%%"), ("unsubscribe_url", "%%unsubscribe_url%%", ""))
+    assert tokens_used(html="", text="") == ()
+    everything = " ".join([*HTML_TOKENS.values(), *TEXT_TOKENS.values()])
+    assert [field for field, _, _ in tokens_used(html=everything, text=everything)] == list(FIELDS)
+
+
+def test_with_shared_values_fills_once_and_leaves_the_personal_tokens() -> None:
+    """The view URL goes into both parts (escaped in HTML) and the subject; personal tokens stay for delivery."""
+    build = factories.make_build(
+        '<a href="%%view_url%%">view</a> %%name%%',
+        "View: %%view_url:text%%\nHi %%name:text%%\n",
+        subject="S %%view_url:text%%",
+    )
+    url = "https://x.org/digest/2020-01?a=1&b=2"
+    shared = with_shared_values(build, {"view_url": url})
+    assert shared.html == '<a href="https://x.org/digest/2020-01?a=1&amp;b=2">view</a> %%name%%'
+    assert shared.text == f"View: {url}\nHi %%name:text%%\n" and shared.subject == f"S {url}"
+    assert fill(shared.html, {"name": "Ann"}) == fill(build.html, {"name": "Ann", "view_url": url})
+    assert shared.content_hash == build.content_hash  # the ledger still knows the edition by its build
