@@ -422,3 +422,25 @@ def test_reserved_rows_do_not_count_as_reached_for_a_content_change(ledger: Ledg
     ledger.promote(ED, "b1", 2, "smtp", HASH)
     with pytest.raises(LedgerError, match="already sent to 2 recipients"):
         ledger.check_content(ED, OTHER)
+
+
+def test_promote_settles_the_previous_all_sent_batch_and_a_crash_keeps_it_sent(ledger: Ledger) -> None:
+    """promote(done=...) marks the previous batch done in its own commit; if a crash then cuts off that
+    batch's row update, recovery marks its rows sent (they were accepted), never unknown or pending."""
+    ledger.add_recipients(ED, people(4))
+    first = ledger.claim_batch(ED, 2, "b1", "sendgrid", HASH)
+    assert ledger.reserve_rows(ED, ledger.next_batch(ED, 2), "b2")
+    ledger.promote(ED, "b2", 2, "sendgrid", HASH, done=("b1", "msg-1"))
+    assert {b.id: (b.state, b.provider_id) for b in ledger.batches(ED)} == {
+        "b1": ("done", "msg-1"),
+        "b2": ("in_flight", ""),
+    }
+    # crash here: b1's rows still in flight under a done batch, b2 handed over without an answer
+    ledger.recover_in_flight(ED)
+    states = ledger.states_of(ED, [r.email for r in first] + ["user2@example.org", "user3@example.org"])
+    assert states == {
+        "user0@example.org": "sent",
+        "user1@example.org": "sent",
+        "user2@example.org": "unknown",
+        "user3@example.org": "unknown",
+    }

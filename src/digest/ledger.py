@@ -6,6 +6,7 @@ States of a recipient within an edition (docs/LEDGER.md draws the diagram):
     in_flight -> pending        (release: the backend refused before sending anything)
     in_flight -> unknown        (a crash left it handed over with no answer recorded)
     in_flight without a batch row -> pending  (reserved for the next batch, never handed over)
+    in_flight under a done batch -> sent      (accepted; a crash cut off the row update)
     unknown -> pending | sent   (the user decides: --resend-unknown / --mark-unknown-sent)
     failed -> pending           (digest retry)
 
@@ -591,12 +592,30 @@ class Ledger:
         return True
 
     def promote(
-        self, edition: str, batch_id: str, size: int, backend: str, content_hash: str, run_id: int | None = None
+        self,
+        edition: str,
+        batch_id: str,
+        size: int,
+        backend: str,
+        content_hash: str,
+        run_id: int | None = None,
+        done: tuple[str, str] | None = None,
     ) -> None:
         """A reserved batch is about to be handed over: its batch row, fsynced (the write-ahead point, as
-        claim_batch's). The reservation's own commit is older, so this fsync makes it durable too."""
+        claim_batch's). The reservation's own commit is older, so this fsync makes it durable too.
+
+        `done` = (batch id, provider id) of the previous batch when every one of its rows was accepted: its
+        batch row becomes done in the same commit, so it is settled before the next request leaves, and
+        its rows can be marked sent (record) while that request is out. A crash in between leaves rows
+        in flight under a done batch; recover_in_flight marks them sent."""
         now = _now()
         with self._tx(durable=True) as conn:
+            if done is not None:
+                conn.execute(
+                    "UPDATE batches SET state = 'done', provider_id = ?, updated_at = ? "
+                    "WHERE id = ? AND state = 'in_flight'",
+                    (done[1] or None, now, done[0]),
+                )
             reserved = conn.execute(
                 "SELECT count(*) FROM recipients WHERE batch_id = ? AND state = 'in_flight'", (batch_id,)
             ).fetchone()[0]
@@ -732,6 +751,12 @@ class Ledger:
         now = _now()
         note = "a run stopped after handing this batch to the backend and before recording the answer"
         with self._tx() as conn:
+            # Rows of a batch settled as all sent (promote's `done`) whose row update a crash cut off: sent.
+            conn.execute(
+                "UPDATE recipients SET state = 'sent', updated_at = ? WHERE edition = ? AND state = 'in_flight' "
+                "AND EXISTS (SELECT 1 FROM batches b WHERE b.id = recipients.batch_id AND b.state = 'done')",
+                (now, edition),
+            )
             # Reserved rows (in flight, no batch row) were never handed over: pending again.
             conn.execute(
                 "UPDATE recipients SET state = 'pending', batch_id = NULL, attempts = max(attempts - 1, 0), "

@@ -576,12 +576,16 @@ def _send_ledgered(
     unknown_in_a_row = 0
     seq = 0
     ahead: _Ahead | None = None
+    answered: _Answered | None = None
     thresholds = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
     backend.open()
     try:
         while True:
             if unknown_in_a_row >= max_unknown_in_a_row:
+                if answered is not None:
+                    _record(ledger, report, edition, answered, progress)
+                    answered = None
                 if ahead is not None:
                     ledger.drop_reservation(ahead.batch_id)
                     ahead = None
@@ -592,10 +596,15 @@ def _send_ledgered(
             batch_id = f"r{run_id}-b{seq:05d}"
             # Write-ahead: the rows are in flight, fsynced, before anything is handed to the backend.
             if ahead is not None and ahead.batch_id == batch_id:
-                # Reserved while the previous request was out: only the batch row is left to write.
+                # Reserved while the previous request was out: only the batch row is left to write, and
+                # the previous batch's "done" goes in the same fsynced commit (its rows follow below).
                 rows, send = ahead.rows, ahead.send
-                ledger.promote(edition, batch_id, len(rows), backend.name, build.content_hash, run_id=scope)
+                done = (answered.batch_id, answered.result.provider_id) if answered is not None else None
+                ledger.promote(edition, batch_id, len(rows), backend.name, build.content_hash, run_id=scope, done=done)
             else:
+                if answered is not None:
+                    _record(ledger, report, edition, answered, progress)
+                    answered = None
                 if ahead is not None:
                     ledger.drop_reservation(ahead.batch_id)
                 rows = ledger.claim_batch(edition, size, batch_id, backend.name, build.content_hash, run_id=scope)
@@ -609,6 +618,9 @@ def _send_ledgered(
                 send = _prepared(backend, build, batch, batch_id)
             ahead = None
             flight = _Flight(send, batch_id)
+            if answered is not None:  # the previous batch, all sent: its rows, now that the request is out
+                _record(ledger, report, edition, answered, progress)
+                answered = None
             try:
                 ahead = _prepare_next(ledger, backend, build, personalize, scope, size, f"r{run_id}-b{seq + 1:05d}")
                 result = flight.result()
@@ -630,29 +642,22 @@ def _send_ledgered(
                 # anyone's guess.
                 ledger.mark_batch_unknown(batch_id, f"interrupted: {exc!r}")
                 raise
-            counts = ledger.record(edition, batch_id, result)
+            current = _Answered(batch_id, rows, result)
+            if ahead is not None and _all_sent(result, rows):
+                # The common answer: recorded with the next batch's promote, rows after its request leaves.
+                answered = current
+                unknown_in_a_row = 0
+                continue
+            counts = _record(ledger, report, edition, current, progress)
             unknown_in_a_row = 0 if not counts.get("unknown") else unknown_in_a_row + 1
-            report.sent += counts.get("sent", 0)
-            report.failed += counts.get("failed", 0)
-            report.unknown += counts.get("unknown", 0)
-            _add_batch(
-                report,
-                BatchOutcome(
-                    batch_id,
-                    len(rows),
-                    counts.get("sent", 0),
-                    counts.get("failed", 0),
-                    counts.get("unknown", 0),
-                    result.provider_id,
-                ),
-            )
-            for email, reason in result.failed:
-                if len(report.failures) < REPORT_CAP:
-                    report.failures.append(FailureRow(email, reason))
-            if progress:
-                progress(len(rows))
+        if answered is not None:
+            _record(ledger, report, edition, answered, progress)
+            answered = None
         outcome = "partial" if (report.failed or report.unknown or report.stopped) else "done"
     finally:
+        if answered is not None:  # the run stopped with an answered batch not yet written row by row
+            with contextlib.suppress(LedgerError):
+                _record(ledger, report, edition, answered, progress)
         if ahead is not None:  # reserved, never handed over (the run stopped before its turn)
             # If the ledger itself is failing, the next run's recover_in_flight returns these rows to pending.
             with contextlib.suppress(LedgerError):
@@ -664,6 +669,54 @@ def _send_ledgered(
         ledger.finish_run(run_id, outcome)
         ledger.finish_edition_if_done(edition)
         report.totals = ledger.counts(edition)
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """A batch whose answer came and is not yet recorded row by row."""
+
+    batch_id: str
+    rows: list[PendingRow]
+    result: BatchResult
+
+
+def _all_sent(result: BatchResult, rows: list[PendingRow]) -> bool:
+    """The backend accepted exactly the batch's rows: nothing failed, nothing unknown, nobody missing."""
+    return (
+        not result.failed
+        and not result.unknown
+        and len(result.sent) == len(rows)
+        and set(result.sent) == {row.email for row in rows}
+    )
+
+
+def _record(
+    ledger: Ledger, report: SendReport, edition: str, answered: _Answered, progress: Progress | None
+) -> dict[str, int]:
+    """Record an answer in the ledger (Ledger.record; for a batch promote already marked done, the same)
+    and in the report; returns the counts by new state."""
+    result = answered.result
+    counts = ledger.record(edition, answered.batch_id, result)
+    report.sent += counts.get("sent", 0)
+    report.failed += counts.get("failed", 0)
+    report.unknown += counts.get("unknown", 0)
+    _add_batch(
+        report,
+        BatchOutcome(
+            answered.batch_id,
+            len(answered.rows),
+            counts.get("sent", 0),
+            counts.get("failed", 0),
+            counts.get("unknown", 0),
+            result.provider_id,
+        ),
+    )
+    for email, reason in result.failed:
+        if len(report.failures) < REPORT_CAP:
+            report.failures.append(FailureRow(email, reason))
+    if progress:
+        progress(len(answered.rows))
+    return counts
 
 
 @dataclass(frozen=True)
