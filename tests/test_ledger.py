@@ -325,7 +325,7 @@ def test_version_1_ledger_migrates_to_current(tmp_path: Path, monkeypatch: pytes
         assert new.record_build(ED, ["a"], "/b")
 
 
-# --- reserve_rows / promote: the send loop's read-ahead, and when it must refuse -------------------
+# --- reserve_batch / promote: the send loop's read-ahead ----------------------------------------
 
 
 def _batch_ids(ledger_path: Path) -> list[str]:
@@ -336,88 +336,61 @@ def _batch_ids(ledger_path: Path) -> list[str]:
         conn.close()
 
 
-def test_reserve_then_promote_takes_exactly_the_rows_read_ahead(tmp_path: Path, ledger: Ledger) -> None:
+def test_reserve_then_promote_takes_the_next_rows_in_list_order(tmp_path: Path, ledger: Ledger) -> None:
     """Reserved rows are in flight with no batch row; promote writes the batch row; nothing else moves."""
     ledger.add_recipients(ED, people(5))
-    ahead = ledger.next_batch(ED, 3)
-    assert ledger.reserve_rows(ED, ahead, "b1") is True
-    assert ledger.counts(ED)["in_flight"] == 3 and ledger.counts(ED)["pending"] == 2
-    assert _batch_ids(tmp_path / "ledger.sqlite3") == []
-    assert [r.email for r in ledger.next_batch(ED, 10)] == ["user3@example.org", "user4@example.org"]
+    ledger.claim_batch(ED, 1, "b0", "sendgrid", HASH)
+    reserved = ledger.reserve_batch(ED, 3, "b1")
+    assert [r.email for r in reserved] == ["user1@example.org", "user2@example.org", "user3@example.org"]
+    assert ledger.counts(ED)["in_flight"] == 4 and ledger.counts(ED)["pending"] == 1
+    assert _batch_ids(tmp_path / "ledger.sqlite3") == ["b0"]
+    assert [r.email for r in ledger.next_batch(ED, 10)] == ["user4@example.org"]
     ledger.promote(ED, "b1", 3, "sendgrid", HASH)
-    assert _batch_ids(tmp_path / "ledger.sqlite3") == ["b1"]
-    ledger.record(ED, "b1", BatchResult(sent=[r.email for r in ahead]))
+    assert _batch_ids(tmp_path / "ledger.sqlite3") == ["b0", "b1"]
+    ledger.record(ED, "b1", BatchResult(sent=[r.email for r in reserved]))
     assert ledger.counts(ED)["sent"] == 3
+    assert ledger.reserve_batch(ED, 3, "b2", run_id=99) == []  # nothing pending on run 99's list
 
 
 def test_promote_refuses_a_batch_that_is_not_reserved_as_expected(ledger: Ledger) -> None:
     """promote checks the reservation is whole: a mismatch is an internal error, not a silent send."""
     ledger.add_recipients(ED, people(2))
-    assert ledger.reserve_rows(ED, ledger.next_batch(ED, 2), "b1")
+    assert len(ledger.reserve_batch(ED, 2, "b1")) == 2
     with pytest.raises(LedgerError, match="2 rows reserved, expected 3"):
         ledger.promote(ED, "b1", 3, "smtp", HASH)
 
 
-def test_reserve_refuses_rows_someone_else_claimed_and_changes_nothing(tmp_path: Path, ledger: Ledger) -> None:
-    """A read-ahead gone stale (its rows were claimed meanwhile) returns False and rolls everything back,
-    so the caller falls back to claim_batch and no recipient sits in two batches."""
+def test_drop_reservation_makes_rows_pending_and_leaves_handed_over_batches(ledger: Ledger) -> None:
+    """A dropped reservation is as if never made (attempt not counted); a claimed batch is not touched."""
     ledger.add_recipients(ED, people(4))
-    ahead = ledger.next_batch(ED, 2)
-    taken = ledger.claim_batch(ED, 1, "other", "sendgrid", HASH)
-    assert [r.email for r in taken] == ["user0@example.org"]
-    assert ledger.reserve_rows(ED, ahead, "b1") is False
-    assert ledger.counts(ED)["in_flight"] == 1 and ledger.counts(ED)["pending"] == 3
-    assert _batch_ids(tmp_path / "ledger.sqlite3") == ["other"]
-    assert [r.email for r in ledger.claim_batch(ED, 2, "b1", "sendgrid", HASH)] == [
-        "user1@example.org",
-        "user2@example.org",
-    ]
-
-
-def test_reserve_refuses_to_skip_an_earlier_pending_row(ledger: Ledger) -> None:
-    """If a row before the read-ahead is pending again (a failed batch re-queued), reserving the later rows
-    would reorder the list: reserve_rows returns False and changes nothing."""
-    ledger.add_recipients(ED, people(4))
-    first = ledger.claim_batch(ED, 2, "b1", "smtp", HASH)
-    ledger.record(ED, "b1", BatchResult(failed=[(r.email, "451 try later") for r in first]))
-    ahead = ledger.next_batch(ED, 10)  # read ahead while user0 and user1 are failed
-    assert [r.email for r in ahead] == ["user2@example.org", "user3@example.org"]
-    assert ledger.retry_failed(ED) == 2
-    assert ledger.reserve_rows(ED, ahead, "b2") is False
-    assert ledger.counts(ED)["pending"] == 4
-
-
-def test_reserve_refuses_empty_or_unknown_rows(ledger: Ledger) -> None:
-    """No rows, or rows without a known place in the list (rowid 0), are never reserved."""
-    ledger.add_recipients(ED, people(2))
-    rows = ledger.next_batch(ED, 2)
-    assert ledger.reserve_rows(ED, [], "b1") is False
-    unknown = [ledger_mod.PendingRow(r.email_norm, r.email, r.name, 0) for r in rows]
-    assert ledger.reserve_rows(ED, unknown, "b1") is False
-    assert ledger.counts(ED)["pending"] == 2
+    ledger.claim_batch(ED, 2, "b1", "sendgrid", HASH)
+    assert len(ledger.reserve_batch(ED, 2, "b2")) == 2
+    assert ledger.drop_reservation("b1") == 0
+    assert ledger.drop_reservation("b2") == 2
+    assert ledger.counts(ED)["in_flight"] == 2 and ledger.counts(ED)["pending"] == 2
+    attempts = ledger._conn.execute("SELECT max(attempts) FROM recipients WHERE state = 'pending'").fetchone()[0]
+    assert attempts == 0
 
 
 def test_a_crash_with_a_reservation_leaves_it_pending_and_the_promoted_batch_unknown(ledger: Ledger) -> None:
     """After a crash: the batch handed over (promoted) is unknown, the reserved one was never sent and is
-    pending again, with its attempt not counted; neither the reservation nor a drop touches other batches."""
+    pending again, with its attempt not counted."""
     ledger.add_recipients(ED, people(4))
-    sent_batch = ledger.claim_batch(ED, 2, "b1", "sendgrid", HASH)
-    assert ledger.reserve_rows(ED, ledger.next_batch(ED, 2), "b2")
-    assert ledger.drop_reservation("b1") == 0  # b1 has its batch row: not a reservation
+    ledger.claim_batch(ED, 2, "b1", "sendgrid", HASH)
+    assert len(ledger.reserve_batch(ED, 2, "b2")) == 2
     assert ledger.recover_in_flight(ED) == 2
     counts = ledger.counts(ED)
     assert counts["unknown"] == 2 and counts["pending"] == 2 and counts["in_flight"] == 0
     assert {b.id for b in ledger.unknown_batches(ED)} == {"b1"}
     assert [r.email for r in ledger.next_batch(ED, 10)] == ["user2@example.org", "user3@example.org"]
-    assert {r.email for r in sent_batch} == {"user0@example.org", "user1@example.org"}
-    conn = ledger._conn
-    assert conn.execute("SELECT max(attempts) FROM recipients WHERE state = 'pending'").fetchone()[0] == 0
+    attempts = ledger._conn.execute("SELECT max(attempts) FROM recipients WHERE state = 'pending'").fetchone()[0]
+    assert attempts == 0
 
 
 def test_reserved_rows_do_not_count_as_reached_for_a_content_change(ledger: Ledger) -> None:
     """Only batches handed over make the edition 'reached': a reservation alone does not block new content."""
     ledger.add_recipients(ED, people(2))
-    assert ledger.reserve_rows(ED, ledger.next_batch(ED, 2), "b1")
+    assert len(ledger.reserve_batch(ED, 2, "b1")) == 2
     ledger.check_content(ED, OTHER)  # no error
     ledger.promote(ED, "b1", 2, "smtp", HASH)
     with pytest.raises(LedgerError, match="already sent to 2 recipients"):
@@ -429,7 +402,7 @@ def test_promote_settles_the_previous_all_sent_batch_and_a_crash_keeps_it_sent(l
     batch's row update, recovery marks its rows sent (they were accepted), never unknown or pending."""
     ledger.add_recipients(ED, people(4))
     first = ledger.claim_batch(ED, 2, "b1", "sendgrid", HASH)
-    assert ledger.reserve_rows(ED, ledger.next_batch(ED, 2), "b2")
+    assert len(ledger.reserve_batch(ED, 2, "b2")) == 2
     ledger.promote(ED, "b2", 2, "sendgrid", HASH, done=("b1", "msg-1"))
     assert {b.id: (b.state, b.provider_id) for b in ledger.batches(ED)} == {
         "b1": ("done", "msg-1"),

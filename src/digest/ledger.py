@@ -560,36 +560,25 @@ class Ledger:
         rows.sort()  # RETURNING promises no order; the list's order is the rowid's
         return [PendingRow(email_norm, email, name, rowid) for rowid, email_norm, email, name in rows]
 
-    def reserve_rows(self, edition: str, rows: Sequence[PendingRow], batch_id: str, run_id: int | None = None) -> bool:
-        """Put the rows the caller read ahead (next_batch) in flight under `batch_id`, *without* the batch row
-        that says they were handed over: a reservation, made while the previous batch's request is out so
-        that the step between its answer and the next request (promote) is small. False, changing nothing,
-        if they are no longer the first pending rows of the list.
+    def reserve_batch(self, edition: str, size: int, batch_id: str, run_id: int | None = None) -> list[PendingRow]:
+        """claim_batch *without* the batch row that says the rows were handed over: up to `size` pending rows,
+        in list order, in flight under `batch_id`. The send loop reserves the next batch while the previous
+        request is out, so that the step between its answer and the next request (promote) is small.
 
         Not fsynced: a reservation lost in a crash leaves the rows pending, which they truly are. Rows in
         flight without a batch row were never handed to a backend; recover_in_flight returns them to
-        pending and release(batch_id) does the same in a live run."""
-        ids = [r.rowid for r in rows]
-        if not ids or min(ids) <= 0 or len(ids) > MAX_CLAIM_ROWS:
-            return False
-        scope, scoped = ("", ()) if run_id is None else (" AND run_id = ?", (run_id,))
-        try:
-            with self._tx() as conn:
-                claimed = conn.execute(
-                    "UPDATE recipients SET state = 'in_flight', batch_id = ?, attempts = attempts + 1, error = NULL, "
-                    f"updated_at = ? WHERE rowid IN ({','.join('?' * len(ids))}) AND edition = ? "
-                    f"AND state = 'pending'{scope}",
-                    (batch_id, _now(), *ids, edition, *scoped),
-                ).rowcount
-                skipped = conn.execute(
-                    f"SELECT count(*) FROM recipients WHERE edition = ? AND state = 'pending'{scope} AND rowid < ?",
-                    (edition, *scoped, max(ids)),
-                ).fetchone()[0]
-                if claimed != len(ids) or skipped:
-                    raise _NotNext  # rolls the update back
-        except _NotNext:
-            return False
-        return True
+        pending and drop_reservation does the same in a live run."""
+        scope = "" if run_id is None else " AND run_id = :run"
+        with self._tx() as conn:
+            rows = conn.execute(
+                "UPDATE recipients SET state = 'in_flight', batch_id = :batch, attempts = attempts + 1, "
+                "error = NULL, updated_at = :now WHERE rowid IN (SELECT rowid FROM recipients "
+                f"WHERE edition = :edition AND state = 'pending'{scope} ORDER BY rowid LIMIT :size) "
+                "RETURNING rowid, email_norm, email, name",
+                {"batch": batch_id, "now": _now(), "edition": edition, "run": run_id, "size": size},
+            ).fetchall()
+        rows.sort()  # RETURNING promises no order; the list's order is the rowid's
+        return [PendingRow(email_norm, email, name, rowid) for rowid, email_norm, email, name in rows]
 
     def promote(
         self,
@@ -735,7 +724,7 @@ class Ledger:
             return cur.rowcount
 
     def drop_reservation(self, batch_id: str) -> int:
-        """A reserved batch (see reserve_rows) that will not be sent after all: its rows are pending again,
+        """A reserved batch (see reserve_batch) that will not be sent after all: its rows are pending again,
         as if never reserved. A batch that was promoted is left alone. Returns how many rows."""
         with self._tx() as conn:
             return conn.execute(

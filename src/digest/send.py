@@ -552,13 +552,14 @@ def _send_ledgered(
 
     Per batch, as before: claim (in flight, fsynced) -> hand to the backend -> record the answer, and the next
     claim only after that. What overlaps the request (the GIL is free while it waits on the socket) is the
-    next batch's personalisation and request body, made from the rows `next_batch` says come next, and the
-    reservation of those rows (Ledger.reserve_rows: in flight, but without the batch row that says they were
-    handed over). After the answer, only the record and the batch row (Ledger.promote, fsynced) stand
-    between it and the next request: ~4 ms per batch where a claim of 1,000 rows took ~10 on a busy machine.
-    A crash leaves what it always left: at most one batch handed over and unanswered (unknown); reserved
-    rows have no batch row, and recover_in_flight makes them pending again. If the reservation cannot be
-    made (the rows are no longer the next ones), the batch is claimed and made again the usual way.
+    reservation of the next batch (Ledger.reserve_batch: in flight, but without the batch row that says
+    they were handed over), its personalisation and its request body. After an all-sent answer, only
+    Ledger.promote stands between it and the next request: one small fsynced commit that writes the next
+    batch row and marks the answered batch done; its rows are marked sent once the next request is out.
+    Other answers are recorded in full first. A crash leaves what it always left: at most one batch handed
+    over and unanswered (unknown). Reserved rows have no batch row (recover_in_flight: pending again), rows
+    of a done batch were accepted (recover_in_flight: sent). If the next batch could not be reserved or
+    prepared, it is claimed and made the usual way.
     """
     ledger, build, backend = plan.ledger, plan.build, plan.backend
     assert ledger is not None and plan.run_id is not None  # prepare_send guarantees both for mode "send"
@@ -755,10 +756,13 @@ def _prepare_next(
     size: int,
     batch_id: str,
 ) -> _Ahead | None:
-    """Personalise and prepare the next batch, then reserve its rows (Ledger.reserve_rows): in flight, without
-    the batch row that promote writes just before the request. Any error is left for the regular path
-    (claim_batch), which handles it as it always did."""
-    rows = ledger.next_batch(build.edition, size, run_id=scope)
+    """Reserve the next batch (Ledger.reserve_batch: in flight, without the batch row that promote writes
+    just before the request), personalise it and prepare its request. Any error drops the reservation
+    and is left for the regular path (claim_batch), which handles it as it always did."""
+    try:
+        rows = ledger.reserve_batch(build.edition, size, batch_id, run_id=scope)
+    except LedgerError:
+        return None  # the regular path meets the same error where it is handled
     if not rows:
         return None
     try:
@@ -769,12 +773,9 @@ def _prepare_next(
         else:
             send = prepare(build, batch, batch_id, False)
     except Exception:
+        with contextlib.suppress(LedgerError):
+            ledger.drop_reservation(batch_id)
         return None
-    try:
-        if not ledger.reserve_rows(build.edition, rows, batch_id, run_id=scope):
-            return None
-    except LedgerError:
-        return None  # the regular path meets the same error where it is handled
     return _Ahead(batch_id, rows, send)
 
 
