@@ -255,34 +255,41 @@ class _File:
 
     def convert(self, fields: tuple[Field, ...], raw: Mapping[object, object], parent: str = "") -> dict[str, object]:
         """Canonical names -> checked values, reporting aliases in conflict, unknown keys and bad values."""
-        fallback = self.line_of(parent) if parent else 1
+
+        # Line numbers only matter for a message, and finding one scans the front matter: look them up
+        # only when something is reported (a clean file reports nothing).
+        def fallback() -> int | None:
+            return self.line_of(parent) if parent else 1
+
+        def line(name: str) -> int | None:
+            return self.line_of(name, parent) or fallback()
+
         by_name = {alias: field for field in fields for alias in (field.name, *field.aliases)}
         where = f"{parent} " if parent else ""
         values: dict[str, object] = {}
         seen: dict[str, str] = {}
         for key, value in raw.items():
             name = str(key)
-            line = self.line_of(name, parent) or fallback
             field = by_name.get(name)
             if field is None:
                 close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
                 hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(f.name for f in fields)}"
-                self.warn(line, f"unknown {where}field '{name}' is ignored", hint)
+                self.warn(line(name), f"unknown {where}field '{name}' is ignored", hint)
                 continue
             if field.name in seen:
                 self.error(
-                    line, f"'{name}' and '{seen[field.name]}' both set {where}'{field.name}'", "keep one of them"
+                    line(name), f"'{name}' and '{seen[field.name]}' both set {where}'{field.name}'", "keep one of them"
                 )
                 continue
             seen[field.name] = name
             try:
                 values[field.name] = _CONVERTERS[field.type](name, value)
             except _Invalid as bad:
-                self.error(line, bad.message, bad.fix)
+                self.error(line(name), bad.message, bad.fix)
         for field in fields:
             if field.required and field.name not in seen:
                 self.error(
-                    fallback,
+                    fallback(),
                     f"missing {where}'{field.name}'",
                     f"add a line '{field.name}: ...'" + (f" under '{parent}:'" if parent else " to the front matter"),
                 )
@@ -298,21 +305,22 @@ def read_folder(folder: Path, settings: Settings) -> LoadResult:
     errors: list[Problem] = []
     warnings: list[Problem] = []
     items: list[Item] = []
-    first_use: dict[str, tuple[str, int | None]] = {}
+    first_use: dict[str, _File] = {}
     for path in content_files(folder):
         file = _File(path, _shown(path), errors, warnings)
         item = _read(file, settings)
         if item is None:
             continue
         if item.id in first_use:
-            other, other_line = first_use[item.id]
+            first = first_use[item.id]
+            other, other_line = first.shown, first.line_of("id") or first.line_of("slug")
             file.error(
                 file.line_of("id") or file.line_of("slug") or 1,
                 f"id '{item.id}' is also used by {other}" + (f":{other_line}" if other_line else ""),
                 "give each item its own id",
             )
             continue
-        first_use[item.id] = (file.shown, file.line_of("id") or file.line_of("slug"))
+        first_use[item.id] = file
         items.append(item)
     if errors:
         raise ContentError(errors, warnings)
@@ -421,9 +429,12 @@ def _item_id(file: _File, values: Mapping[str, object]) -> str:
 def _event(file: _File, raw: object, kind: str) -> EventInfo | None:
     if raw is None:
         return None
-    line = file.line_of("event")
     if not isinstance(raw, dict):
-        file.error(line, f"'event' must be a mapping (got {_got(raw)})", "indent start:, end:, when: under event:")
+        file.error(
+            file.line_of("event"),
+            f"'event' must be a mapping (got {_got(raw)})",
+            "indent start:, end:, when: under event:",
+        )
         return None
     values = file.convert(EVENT_FIELDS, raw, parent="event")
     if "start" not in values:
@@ -432,7 +443,7 @@ def _event(file: _File, raw: object, kind: str) -> EventInfo | None:
     end = values.get("end")
     if isinstance(end, dt.date) and end < start:
         file.error(
-            file.line_of("end", "event") or line,
+            file.line_of("end", "event") or file.line_of("event"),
             f"event 'end' ({end}) is before its 'start' ({start})",
             "fix the dates, or leave out 'end' for a one-day event",
         )
