@@ -138,6 +138,22 @@ _REACHED = (
 )
 
 
+def _take_pending(
+    conn: sqlite3.Connection, edition: str, size: int, batch_id: str, run_id: int | None, now: str
+) -> list[PendingRow]:
+    """In the caller's transaction: up to `size` pending rows, in list order, go in flight under `batch_id`."""
+    scope = "" if run_id is None else " AND run_id = :run"
+    rows = conn.execute(
+        "UPDATE recipients SET state = 'in_flight', batch_id = :batch, attempts = attempts + 1, "
+        "error = NULL, updated_at = :now WHERE rowid IN (SELECT rowid FROM recipients "
+        f"WHERE edition = :edition AND state = 'pending'{scope} ORDER BY rowid LIMIT :size) "
+        "RETURNING rowid, email_norm, email, name",
+        {"batch": batch_id, "now": now, "edition": edition, "run": run_id, "size": size},
+    ).fetchall()
+    rows.sort()  # RETURNING promises no order; the list's order is the rowid's
+    return [PendingRow(email_norm, email, name, rowid) for rowid, email_norm, email, name in rows]
+
+
 def normalize_email(email: str) -> str:
     """The key that makes two spellings of one address one recipient.
 
@@ -542,23 +558,15 @@ class Ledger:
         """next_batch + mark_in_flight in one statement (the send loop's fast path): up to `size` pending
         rows, in list order, are in flight under `batch_id`, durably, when this returns. [] when none."""
         now = _now()
-        scope = "" if run_id is None else " AND run_id = :run"
         with self._tx(durable=True) as conn:
-            rows = conn.execute(
-                "UPDATE recipients SET state = 'in_flight', batch_id = :batch, attempts = attempts + 1, "
-                "error = NULL, updated_at = :now WHERE rowid IN (SELECT rowid FROM recipients "
-                f"WHERE edition = :edition AND state = 'pending'{scope} ORDER BY rowid LIMIT :size) "
-                "RETURNING rowid, email_norm, email, name",
-                {"batch": batch_id, "now": now, "edition": edition, "run": run_id, "size": size},
-            ).fetchall()
+            rows = _take_pending(conn, edition, size, batch_id, run_id, now)
             if rows:
                 conn.execute(
                     "INSERT INTO batches (id, edition, run_id, backend, state, content_hash, size, created_at, "
                     "updated_at) VALUES (?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)",
                     (batch_id, edition, run_id, backend, content_hash, len(rows), now, now),
                 )
-        rows.sort()  # RETURNING promises no order; the list's order is the rowid's
-        return [PendingRow(email_norm, email, name, rowid) for rowid, email_norm, email, name in rows]
+        return rows
 
     def reserve_batch(self, edition: str, size: int, batch_id: str, run_id: int | None = None) -> list[PendingRow]:
         """claim_batch *without* the batch row that says the rows were handed over: up to `size` pending rows,
@@ -568,17 +576,8 @@ class Ledger:
         Not fsynced: a reservation lost in a crash leaves the rows pending, which they truly are. Rows in
         flight without a batch row were never handed to a backend; recover_in_flight returns them to
         pending and drop_reservation does the same in a live run."""
-        scope = "" if run_id is None else " AND run_id = :run"
         with self._tx() as conn:
-            rows = conn.execute(
-                "UPDATE recipients SET state = 'in_flight', batch_id = :batch, attempts = attempts + 1, "
-                "error = NULL, updated_at = :now WHERE rowid IN (SELECT rowid FROM recipients "
-                f"WHERE edition = :edition AND state = 'pending'{scope} ORDER BY rowid LIMIT :size) "
-                "RETURNING rowid, email_norm, email, name",
-                {"batch": batch_id, "now": _now(), "edition": edition, "run": run_id, "size": size},
-            ).fetchall()
-        rows.sort()  # RETURNING promises no order; the list's order is the rowid's
-        return [PendingRow(email_norm, email, name, rowid) for rowid, email_norm, email, name in rows]
+            return _take_pending(conn, edition, size, batch_id, run_id, _now())
 
     def promote(
         self,
