@@ -123,13 +123,6 @@ _ADD_JSON = (
 )
 
 
-MAX_CLAIM_ROWS = 30_000  # claim_rows binds one parameter per row; SQLite allows 32,766
-
-
-class _NotNext(Exception):
-    """claim_rows: the rows read ahead are no longer the next pending ones."""
-
-
 # A recipient the edition may have reached: sent, unknown, or in flight in a batch that was handed over
 # (rows merely reserved for the next batch have no batch row yet).
 _REACHED = (
