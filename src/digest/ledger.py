@@ -131,6 +131,12 @@ _REACHED = (
 )
 
 
+# Rows reserved for a batch (reserve_batch) but never handed over: in flight without a batch row.
+_RESERVED = "state = 'in_flight' AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = recipients.batch_id)"
+# ... and how they go back to pending, as if never reserved (the attempt is not counted).
+_UNRESERVE = "UPDATE recipients SET state = 'pending', batch_id = NULL, attempts = max(attempts - 1, 0), updated_at = ?"
+
+
 def _take_pending(
     conn: sqlite3.Connection, edition: str, size: int, batch_id: str, run_id: int | None, now: str
 ) -> list[PendingRow]:
@@ -720,9 +726,7 @@ class Ledger:
         as if never reserved. A batch that was promoted is left alone. Returns how many rows."""
         with self._tx() as conn:
             return conn.execute(
-                "UPDATE recipients SET state = 'pending', batch_id = NULL, attempts = max(attempts - 1, 0), "
-                "updated_at = ? WHERE batch_id = ? AND state = 'in_flight' "
-                "AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = recipients.batch_id)",
+                f"{_UNRESERVE} WHERE batch_id = ? AND {_RESERVED}",
                 (_now(), batch_id),
             ).rowcount
 
@@ -740,9 +744,7 @@ class Ledger:
             )
             # Reserved rows (in flight, no batch row) were never handed over: pending again.
             conn.execute(
-                "UPDATE recipients SET state = 'pending', batch_id = NULL, attempts = max(attempts - 1, 0), "
-                "updated_at = ? WHERE edition = ? AND state = 'in_flight' "
-                "AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = recipients.batch_id)",
+                f"{_UNRESERVE} WHERE edition = ? AND {_RESERVED}",
                 (now, edition),
             )
             conn.execute(

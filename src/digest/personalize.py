@@ -35,14 +35,22 @@ def html_value(value: str) -> str:
     return escape(value, quote=True) if _HTML_SPECIAL.search(value) else value
 
 
-def substitutions(values: dict[str, str]) -> dict[str, str]:
+# (field, HTML token, text token) for every field; tokens_used gives the subset a content has.
+ALL_TOKENS = tuple((field, HTML_TOKENS[field], TEXT_TOKENS[field]) for field in FIELDS)
+
+
+def substitutions(values: dict[str, str], tokens: tuple[tuple[str, str, str], ...] = ALL_TOKENS) -> dict[str, str]:
     """Token -> value for both parts: HTML-escaped for the HTML tokens, plain for the text ones.
-    A field missing from `values` becomes empty, so no placeholder is ever left in a message."""
+    A field missing from `values` becomes empty, so no placeholder is ever left in a message.
+    `tokens` (tokens_used of a content) limits the result to the placeholders that content has;
+    an empty token is one the content does not use."""
     out: dict[str, str] = {}
-    for field in FIELDS:
+    for field, html_token, text_token in tokens:
         value = values.get(field, "")
-        out[HTML_TOKENS[field]] = html_value(value)
-        out[TEXT_TOKENS[field]] = value
+        if html_token:
+            out[html_token] = html_value(value)
+        if text_token:
+            out[text_token] = value
     return out
 
 

@@ -31,7 +31,7 @@ import re
 import ssl
 import time
 import urllib.error
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from email.utils import parseaddr
 from typing import Any
 
@@ -41,7 +41,7 @@ from sendgrid import SendGridAPIClient
 from ..config import SendGridSettings
 from ..errors import ConfigError, DeliveryError
 from ..models import Build
-from ..personalize import html_value, substitutions, tokens_used
+from ..personalize import ALL_TOKENS, substitutions, tokens_used
 from .base import BatchResult, OutcomeUnknown, Personal
 
 log = logging.getLogger(__name__)
@@ -214,27 +214,16 @@ class SendGridBackend:
         return base
 
     @staticmethod
-    def personalization(p: Personal, tokens: Sequence[tuple[str, str, str]] | None = None) -> dict[str, Any]:
+    def personalization(p: Personal, tokens: tuple[tuple[str, str, str], ...] = ALL_TOKENS) -> dict[str, Any]:
         """One recipient's personalization: its address, its substitutions, its unsubscribe headers.
 
         `tokens` (personalize.tokens_used of the content) limits the substitutions to the placeholders
-        the content has; None sends all of them."""
+        the content has."""
         recipient = p.recipient
         values = p.values
-        if tokens is None:
-            if "email" not in values or "name" not in values:
-                values = {"email": recipient.email, "name": recipient.name, **values}
-            subs = substitutions(values)
-        else:
-            subs = {}
-            for field, html_token, text_token in tokens:
-                value = values.get(field)
-                if value is None:
-                    value = recipient.email if field == "email" else recipient.name if field == "name" else ""
-                if html_token:
-                    subs[html_token] = html_value(value)
-                if text_token:
-                    subs[text_token] = value
+        if "email" not in values or "name" not in values:
+            values = {"email": recipient.email, "name": recipient.name, **values}
+        subs = substitutions(values, tokens)
         out: dict[str, Any] = {
             "to": [_address(recipient.email, to_name(recipient.name))],
             "substitutions": subs,
