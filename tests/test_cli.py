@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -164,3 +166,58 @@ def test_check_fails_when_too_large_for_gmail(tmp_path: Path, repo: Path) -> Non
     assert code == 6
     size = next(c for c in json.loads(out)["checks"] if c["name"] == "html-size")
     assert size["status"] == "fail" and size["value"] > 102_000 and "102,000" in size["detail"]
+
+
+def _process(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter, as the console script runs: output through pipes, so buffered."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_the_console_script_keeps_exit_codes_output_and_exit_handlers(repo: Path) -> None:
+    """digest.__main__.run ends the process with os._exit: the exit code is the command's, buffered
+    output is all there, and atexit handlers still run (after the command's output)."""
+    start = "import atexit, sys\natexit.register(print, 'exit handler ran')\nfrom digest.__main__ import run\n"
+    listed = _process(start + "sys.argv = ['digest', 'list', '--month', '2020-01', '--json']\nrun()", repo)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[-1] == "exit handler ran"
+    assert json.loads(listed.stdout[: listed.stdout.rindex("exit handler ran")])["count"] > 0
+    empty = _process(start + "sys.argv = ['digest', 'list', '--month', '2024-01']\nrun()", repo)
+    assert empty.returncode == 3 and "nothing to build" in empty.stderr
+    assert empty.stdout.strip() == "exit handler ran"
+    conflicting = "['digest', 'list', '--month', '2020-01', '--period', 'this-month']"
+    usage = _process(start + f"sys.argv = {conflicting}\nrun()", repo)
+    assert usage.returncode == 2 and "cannot be combined" in usage.stderr
+
+
+def test_the_console_script_skips_tearing_down_the_interpreter(repo: Path) -> None:
+    """The point of ending with os._exit: objects alive at the end are not deallocated one by one
+    (an ordinary exit would run this __del__ during interpreter teardown)."""
+    code = (
+        "import sys\n"
+        "class Noisy:\n"
+        "    def __del__(self):\n"
+        "        print('torn down', flush=True)\n"
+        "kept = Noisy()\n"
+        "from digest.__main__ import run\n"
+        "sys.argv = ['digest', '--version']\n"
+        "run()\n"
+    )
+    done = _process(code, repo)
+    assert done.returncode == 0 and "digest" in done.stdout
+    assert "torn down" not in done.stdout
+    ordinary = _process(code.replace("run()", "raise SystemExit(0)"), repo)
+    assert "torn down" in ordinary.stdout  # the same script, ended the ordinary way
+
+
+def test_the_console_script_waits_for_a_thread_that_is_still_working(repo: Path) -> None:
+    """With a non-daemon thread running, the process ends the ordinary way, which waits for it."""
+    code = (
+        "import sys, threading, time\n"
+        "from digest.__main__ import run\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished', flush=True))).start()\n"
+        "sys.argv = ['digest', '--version']\n"
+        "run()\n"
+    )
+    done = _process(code, repo)
+    assert done.returncode == 0, done.stderr
+    assert "thread finished" in done.stdout
