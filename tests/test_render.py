@@ -523,6 +523,32 @@ def test_cssutils_cannot_fetch_an_import_that_slipped_through() -> None:
     assert "cssutils._fetch" not in sys.modules
 
 
+def test_premailer_is_imported_without_urllib_request_and_cssutils_still_cannot_fetch() -> None:
+    """In a fresh interpreter (this one has urllib.request already): importing the inliner leaves
+    urllib.request (and http.client, ssl) unimported, inlining works, and an @import cssutils would
+    resolve against a file path fails instead of reading anything."""
+    script = (
+        "import sys\n"
+        "from digest.inline import inline_css\n"
+        "out = inline_css('<html><head><style>p{color:red}</style></head><body><p>x</p></body></html>')\n"
+        "assert 'style=\"color:red\"' in out, out\n"
+        "assert 'urllib.request' not in sys.modules and 'http.client' not in sys.modules\n"
+        "import cssutils\n"
+        "parser = cssutils.CSSParser(fetcher=None, raiseExceptions=True)\n"
+        "try:\n"
+        "    parser.parseString('@import url(\"local.css\"); a{color:red}')\n"
+        "except AttributeError as exc:\n"
+        "    assert 'request' in str(exc), exc\n"
+        "else:\n"
+        "    raise SystemExit('the @import was resolved')\n"
+        "print('ok')\n"
+    )
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 def test_strip_remote_css_keeps_other_rules() -> None:
     """Only the @import goes; the rest of that <style> block stays."""
     html = '<style>@import url("https://x.org/a.css"); .a{color:red}</style><link rel="stylesheet" href="b.css">'
