@@ -83,20 +83,32 @@ def _store(path: Path, result: LoadResult) -> None:
         log.debug("content cache not written: %s", exc)
 
 
+class ContentCache:
+    """The cache entry for one content folder as it is now; `path` is None when caching is off."""
+
+    def __init__(self, folder: Path, settings: Settings) -> None:
+        base = cache_dir()
+        key = _cache_key(folder, settings) if base is not None and folder.is_dir() else None
+        self.path = base / "content" / f"{key}.pickle" if base is not None and key else None
+
+    def get(self) -> LoadResult | None:
+        return _load_cached(self.path) if self.path is not None else None
+
+    def put(self, result: LoadResult) -> None:
+        if self.path is not None:
+            _store(self.path, result)
+
+
 def load_content(folder: Path, settings: Settings) -> LoadResult:
     """Read every content file of `folder` into Items; raise ContentError listing every problem found."""
-    base = cache_dir()
-    key = _cache_key(folder, settings) if base is not None and folder.is_dir() else None
-    cached_path = base / "content" / f"{key}.pickle" if base is not None and key else None
-    if cached_path is not None:
-        cached = _load_cached(cached_path)
-        if cached is not None:
-            return cached
+    cache = ContentCache(folder, settings)
+    cached = cache.get()
+    if cached is not None:
+        return cached
     from .readers import read_folder
 
     result = read_folder(folder, settings)  # raises ContentError: broken folders are never cached
-    if cached_path is not None:
-        _store(cached_path, result)
+    cache.put(result)
     return result
 
 

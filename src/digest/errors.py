@@ -50,6 +50,11 @@ class ContentError(DigestError):
             f"{lines}\n{count} problem{'s' if count != 1 else ''} in the content folder; nothing was built.{noted}"
         )
 
+    def __reduce__(self) -> tuple[type[ContentError], tuple[list[Problem], list[Problem]]]:
+        # Pickled by parallel.py (the folder may be parsed in a child process): rebuild from the
+        # problems, not from the message, which is what Exception would pass back to __init__.
+        return (ContentError, (self.problems, self.warnings))
+
 
 class EmptySelection(DigestError):
     """No items in the window: a normal outcome with its own exit code, never an empty email."""

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import Problem
 from .models import Build, Item, Selection
 from .personalize import sample_values
 from .selection import SelectionOptions, require_items, resolve_window, select
+
+if TYPE_CHECKING:
+    from .content import LoadResult
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,11 @@ class BuildOutcome:
     seconds: float
 
 
-def load_items(settings: Settings) -> tuple[tuple[Item, ...], tuple[Problem, ...]]:
-    from .content import load_content
+def load_items(settings: Settings, loaded: LoadResult | None = None) -> tuple[tuple[Item, ...], tuple[Problem, ...]]:
+    if loaded is None:
+        from .content import load_content
 
-    loaded = load_content(settings.path(settings.content_dir), settings)
+        loaded = load_content(settings.path(settings.content_dir), settings)
     return loaded.items, tuple(loaded.warnings)
 
 
@@ -54,9 +59,12 @@ def apply_selection_settings(settings: Settings, opts: SelectionOptions) -> Sett
     return updated
 
 
-def choose(settings: Settings, opts: SelectionOptions, *, allow_empty: bool = False) -> Chosen:
+def choose(
+    settings: Settings, opts: SelectionOptions, *, allow_empty: bool = False, loaded: LoadResult | None = None
+) -> Chosen:
+    """The selection for `opts`, from `loaded` content or the content folder."""
     settings = apply_selection_settings(settings, opts)
-    items, warnings = load_items(settings)
+    items, warnings = load_items(settings, loaded)
     window = resolve_window(opts, settings.timezone)
     selection = select(items, window, opts, settings.upcoming_days)
     if not allow_empty:
@@ -131,14 +139,27 @@ def selection_table(selection: Selection) -> list[str]:
 def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> BuildOutcome:
     import time
 
-    from . import build as build_mod
-    from .preview import render_preview
-    from .render import edition_id, render
-    from .unsubscribe import list_unsubscribe_headers
+    from . import parallel
+    from .content import ContentCache
 
     started = time.perf_counter()
-    chosen = choose(settings, opts)
     settings = apply_selection_settings(settings, opts)
+    folder = settings.path(settings.content_dir)
+    cache = ContentCache(folder, settings)
+    loaded = cache.get()
+    # A folder's first build (or caches off): parse the content in a child process, where possible,
+    # while this one imports the render stack and compiles the templates (parallel.py).
+    parsed = parallel.start(functools.partial(_parse, folder, settings)) if loaded is None else None
+    from . import build as build_mod
+    from .preview import render_preview
+    from .render import edition_id, prepare_templates, render
+    from .unsubscribe import list_unsubscribe_headers
+
+    prepare_templates(settings)
+    if parsed is not None:
+        loaded = parsed()
+        cache.put(loaded)
+    chosen = choose(settings, opts, loaded=loaded)
     edition = edition_id(settings, chosen.selection.window)
     rendered = render(chosen.selection, settings, edition=edition)
     sample = sample_values(settings, edition)
@@ -159,6 +180,12 @@ def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> B
     folder = out_dir or settings.path(settings.build_dir) / edition
     built = build_mod.write_build(folder, rendered, chosen.selection, settings, edition=edition, preview_html=page)
     return BuildOutcome(built, chosen.selection, chosen.warnings, time.perf_counter() - started)
+
+
+def _parse(folder: Path, settings: Settings) -> LoadResult:
+    from .readers import read_folder
+
+    return read_folder(folder, settings)  # raises ContentError: broken folders are never cached
 
 
 def build_summary(outcome: BuildOutcome) -> str:

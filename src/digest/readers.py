@@ -1,6 +1,7 @@
 """Read: parse content files (YAML front matter + Markdown) into typed Items, every problem reported at once.
 
-content.py calls this only when its cache of the folder is stale, so the parsers load only then."""
+It runs only when the content cache of the folder is stale (content.load_content, or a build's
+child process: pipeline.build), so the parsers load only then."""
 
 from __future__ import annotations
 

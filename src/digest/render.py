@@ -7,6 +7,7 @@ delivery fills them per recipient. docs/TEMPLATES.md lists the templates and the
 from __future__ import annotations
 
 import calendar
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -318,6 +319,15 @@ def _tidy_text(text: str) -> str:
     """Trailing spaces off, at most two blank lines in a row (before a section), one final newline."""
     lines = "\n".join(line.rstrip() for line in text.splitlines())
     return _BLANK_RUNS.sub("\n\n\n", lines).strip("\n") + "\n"
+
+
+def prepare_templates(settings: Settings) -> None:
+    """Load the edition's templates ahead of rendering (compiling them, on a first build), while the
+    content is parsed in another process (pipeline.build). A broken one is left for render() to report."""
+    env = make_environment(settings)
+    for name in (SUBJECT_TEMPLATE, PREHEADER_TEMPLATE, HTML_TEMPLATE, TEXT_TEMPLATE):
+        with contextlib.suppress(jinja2.TemplateError):
+            env.get_template(name)
 
 
 def _template_path(env: jinja2.Environment, name: str) -> str:
