@@ -58,25 +58,21 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
 
 
 PHASES = r"""
-import time, json, sys, gc, functools
+import time, json, sys, gc
 t = {}
 s = time.perf_counter()
 gc.disable()  # as digest.__main__.run does around the imports
-import digest.cli, digest.pipeline, digest.content, digest.parallel, digest.selection
+import digest.cli, digest.pipeline, digest.content, digest.selection
 t["import cli, settings, content (no parsers)"] = time.perf_counter() - s; s = time.perf_counter()
 gc.freeze(); gc.enable()
 from pathlib import Path
 from digest.config import load_settings
-from digest.content import ContentCache
+from digest.content import start_loading
 from digest.selection import SelectionOptions, resolve_window, select, require_items
 from digest.personalize import HTML_TOKENS, TEXT_TOKENS, sample_values
 import datetime as dt
 settings = load_settings(Path("digest.toml"))
-folder = settings.path(settings.content_dir)
-cache = ContentCache(folder, settings)
-loaded = cache.get()
-parsed = None if loaded is not None else digest.parallel.start(
-    functools.partial(digest.pipeline._parse, folder, settings))
+loading = start_loading(settings.path(settings.content_dir), settings)
 t["settings; content from the cache, or a child started to parse it"] = time.perf_counter() - s
 s = time.perf_counter()
 import digest.render, digest.inline, digest.build, digest.message, digest.preview, digest.unsubscribe
@@ -84,9 +80,7 @@ from digest import render as r
 t["import render stack (jinja2, mjml, premailer, lxml)"] = time.perf_counter() - s; s = time.perf_counter()
 r.prepare_templates(settings)
 t["load templates (compiling them, cold)"] = time.perf_counter() - s; s = time.perf_counter()
-if parsed is not None:
-    loaded = parsed()
-    cache.put(loaded)
+loaded = loading()
 t["wait for the content (cold: the child's parse)"] = time.perf_counter() - s; s = time.perf_counter()
 opts = SelectionOptions(since=dt.date(2012, 1, 1), until=dt.date(2020, 3, 31))
 sel = require_items(select(loaded.items, resolve_window(opts, settings.timezone), opts, settings.upcoming_days))

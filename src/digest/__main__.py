@@ -9,8 +9,8 @@ the collector on, so a long send still frees its cycles.
 
 When the command is done, the process ends the way mypy's does (`mypy.util.hard_exit`): the exit
 handlers run and the standard streams are flushed, then `os._exit` skips tearing down the
-interpreter, which deallocates every object of those ~600 modules one by one: ~10 ms of a ~200 ms
-`digest build` (benchmarks/build_vs_mjml.py). Nothing a command writes is left in a buffer: files are
+interpreter, which deallocates every object of those ~600 modules one by one: ~5 ms of a ~200 ms
+`digest build` (BENCHMARKS.md). Nothing a command writes is left in a buffer: files are
 written and closed inside the commands, the ledger commits before it answers, and the exit handlers
 (logging, temporary folders) still run. A process with a non-daemon thread still running, or an
 exit status that is not a number, ends the ordinary way.

@@ -4,20 +4,23 @@ Parsing (readers.py: YAML, Markdown, sanitising) costs more to import than to ru
 files have not changed since the last run is loaded from the cache instead, as pelican's content
 cache does. The cache is keyed on every file's name, size and mtime, the settings that shape an
 Item, the working folder (it appears in messages) and digest's version: any change re-reads the
-folder. `DIGEST_NO_CACHE=1` turns it off.
+folder. `DIGEST_NO_CACHE=1` turns it off. When the folder must be parsed, a build has it parsed in
+a child process while it imports the render stack (start_loading, parallel.py).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, parallel
 from .config import Settings
 from .errors import Problem
 from .models import Item
@@ -83,33 +86,40 @@ def _store(path: Path, result: LoadResult) -> None:
         log.debug("content cache not written: %s", exc)
 
 
-class ContentCache:
-    """The cache entry for one content folder as it is now; `path` is None when caching is off."""
-
-    def __init__(self, folder: Path, settings: Settings) -> None:
-        base = cache_dir()
-        key = _cache_key(folder, settings) if base is not None and folder.is_dir() else None
-        self.path = base / "content" / f"{key}.pickle" if base is not None and key else None
-
-    def get(self) -> LoadResult | None:
-        return _load_cached(self.path) if self.path is not None else None
-
-    def put(self, result: LoadResult) -> None:
-        if self.path is not None:
-            _store(self.path, result)
-
-
 def load_content(folder: Path, settings: Settings) -> LoadResult:
     """Read every content file of `folder` into Items; raise ContentError listing every problem found."""
-    cache = ContentCache(folder, settings)
-    cached = cache.get()
+    return start_loading(folder, settings, in_child=False)()
+
+
+def start_loading(folder: Path, settings: Settings, *, in_child: bool = True) -> Callable[[], LoadResult]:
+    """Start loading `folder`; call the result for its LoadResult (or its ContentError).
+
+    A fresh cache entry is read at once. Otherwise the folder is parsed: with `in_child`, in a child
+    process where the machine allows (parallel.py), so the caller can do other work meanwhile (a
+    build imports the render stack), and the result is cached when it arrives.
+    """
+    base = cache_dir()
+    key = _cache_key(folder, settings) if base is not None and folder.is_dir() else None
+    cached_path = base / "content" / f"{key}.pickle" if base is not None and key else None
+    cached = _load_cached(cached_path) if cached_path is not None else None
     if cached is not None:
-        return cached
+        return lambda: cached
+    parse = functools.partial(_parse, folder, settings)
+    parsed = parallel.start(parse) if in_child else parse
+
+    def finish() -> LoadResult:
+        result = parsed()
+        if cached_path is not None:
+            _store(cached_path, result)
+        return result
+
+    return finish
+
+
+def _parse(folder: Path, settings: Settings) -> LoadResult:
     from .readers import read_folder
 
-    result = read_folder(folder, settings)  # raises ContentError: broken folders are never cached
-    cache.put(result)
-    return result
+    return read_folder(folder, settings)  # raises ContentError: broken folders are never cached
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,27 +138,20 @@ def selection_table(selection: Selection) -> list[str]:
 def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> BuildOutcome:
     import time
 
-    from . import parallel
-    from .content import ContentCache
+    from .content import start_loading
 
     started = time.perf_counter()
     settings = apply_selection_settings(settings, opts)
-    folder = settings.path(settings.content_dir)
-    cache = ContentCache(folder, settings)
-    loaded = cache.get()
-    # A folder's first build (or caches off): parse the content in a child process, where possible,
-    # while this one imports the render stack and compiles the templates (parallel.py).
-    parsed = parallel.start(functools.partial(_parse, folder, settings)) if loaded is None else None
+    # On a folder's first build the content is parsed in a child process, where possible, while this
+    # one imports the render stack and compiles the templates (content.start_loading, parallel.py).
+    loading = start_loading(settings.path(settings.content_dir), settings)
     from . import build as build_mod
     from .preview import render_preview
     from .render import edition_id, prepare_templates, render
     from .unsubscribe import list_unsubscribe_headers
 
     prepare_templates(settings)
-    if parsed is not None:
-        loaded = parsed()
-        cache.put(loaded)
-    chosen = choose(settings, opts, loaded=loaded)
+    chosen = choose(settings, opts, loaded=loading())
     edition = edition_id(settings, chosen.selection.window)
     rendered = render(chosen.selection, settings, edition=edition)
     sample = sample_values(settings, edition)
@@ -180,12 +172,6 @@ def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> B
     folder = out_dir or settings.path(settings.build_dir) / edition
     built = build_mod.write_build(folder, rendered, chosen.selection, settings, edition=edition, preview_html=page)
     return BuildOutcome(built, chosen.selection, chosen.warnings, time.perf_counter() - started)
-
-
-def _parse(folder: Path, settings: Settings) -> LoadResult:
-    from .readers import read_folder
-
-    return read_folder(folder, settings)  # raises ContentError: broken folders are never cached
 
 
 def build_summary(outcome: BuildOutcome) -> str:

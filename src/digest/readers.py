@@ -1,7 +1,7 @@
 """Read: parse content files (YAML front matter + Markdown) into typed Items, every problem reported at once.
 
 It runs only when the content cache of the folder is stale (content.load_content, or a build's
-child process: pipeline.build), so the parsers load only then."""
+child process: content.start_loading), so the parsers load only then."""
 
 from __future__ import annotations
 
