@@ -22,6 +22,7 @@ from digest.config import Settings
 from digest.errors import ConfigError
 from digest.recipients import load_suppressions
 from digest.unsubscribe import (
+    OLD_SECRETS_VAR,
     ONE_CLICK,
     SECRET_VAR,
     BadToken,
@@ -34,6 +35,7 @@ from digest.unsubscribe import (
     make_app,
     make_token,
     make_wsgi_server,
+    old_secrets_from_env,
     recipient_unsubscribe,
     secret_from_env,
     server_url,
@@ -335,8 +337,8 @@ class Server:
         return make_token(email, self.settings.slug, SECRET)
 
 
-def _serve(settings: Settings, suppressions: Path) -> Iterator[Server]:
-    server = make_wsgi_server(make_app(settings, SECRET, suppressions), "127.0.0.1", 0)
+def _serve(settings: Settings, suppressions: Path, old_secrets: tuple[bytes, ...] = ()) -> Iterator[Server]:
+    server = make_wsgi_server(make_app(settings, SECRET, suppressions, old_secrets=old_secrets), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
@@ -467,6 +469,39 @@ def test_log_has_the_address_but_never_the_token(server: Server, caplog: pytest.
     assert token.split(".")[0] not in text and token.split(".")[1] not in text
 
 
+OLD_SECRET = b"the-secret-before-rotation-0123456"
+
+
+def test_after_a_rotation_links_signed_with_an_old_secret_still_unsubscribe(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The endpoint accepts the current secret and every old one, logs the use of an old one (never
+    the token), and still refuses a token no secret of its own signed."""
+    settings = make_settings(tmp_path)
+    for server in _serve(settings, tmp_path / "s.csv", old_secrets=(b"another-old-secret-abcdefghijk", OLD_SECRET)):
+        old_token = make_token("old@example.org", settings.slug, OLD_SECRET)
+        with caplog.at_level(logging.INFO, logger="digest.unsubscribe"):
+            status, _, _ = server.request("POST", f"/unsubscribe?token={old_token}", ONE_CLICK.encode(), FORM)
+        assert status == 200
+        log_text = "\n".join(r.getMessage() for r in caplog.records)
+        assert "old secret number 2" in log_text and old_token.split(".")[1] not in log_text
+        status, _, _ = server.request("POST", f"/unsubscribe?token={server.token('new@example.org')}", b"", FORM)
+        assert status == 200
+        forged = make_token("eve@example.org", settings.slug, b"a-secret-nobody-gave-the-endpoint")
+        status, _, _ = server.request("POST", f"/unsubscribe?token={forged}", ONE_CLICK.encode(), FORM)
+        assert status == 400
+    assert load_suppressions(tmp_path / "s.csv") == frozenset({"old@example.org", "new@example.org"})
+
+
+def test_old_secrets_are_read_from_the_environment_and_checked_without_echoing_them() -> None:
+    assert old_secrets_from_env({}) == ()
+    two = {OLD_SECRETS_VAR: f" {OLD_SECRET.decode()}, second-old-secret-0123456789\n"}
+    assert old_secrets_from_env(two) == (OLD_SECRET, b"second-old-secret-0123456789")
+    with pytest.raises(ConfigError) as err:
+        old_secrets_from_env({OLD_SECRETS_VAR: f"{OLD_SECRET.decode()},tiny-old"})
+    assert OLD_SECRETS_VAR in str(err.value) and "number 2" in str(err.value) and "tiny-old" not in str(err.value)
+
+
 def test_template_without_token_query_is_refused(tmp_path: Path) -> None:
     """The built-in server needs the token in ?token=; another template is a ConfigError."""
     settings = make_settings(tmp_path, unsubscribe_url="{base_url}/u/{token}")
@@ -479,7 +514,7 @@ def test_app_from_env_reads_config_and_secret(tmp_path: Path) -> None:
     """app_from_env builds the app from DIGEST_CONFIG and the secret, writing to suppression_file."""
     config = tmp_path / "digest.toml"
     config.write_text('slug = "city-news"\nsuppression_file = "data/unsub.csv"\nbase_url = "https://x.org/news"\n')
-    env = {"DIGEST_CONFIG": str(config), SECRET_VAR: SECRET.decode()}
+    env = {"DIGEST_CONFIG": str(config), SECRET_VAR: SECRET.decode(), OLD_SECRETS_VAR: OLD_SECRET.decode()}
     server = make_wsgi_server(app_from_env(env), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
@@ -491,11 +526,16 @@ def test_app_from_env_reads_config_and_secret(tmp_path: Path) -> None:
         conn.request("POST", f"/news/unsubscribe?token={token}", ONE_CLICK, FORM)
         assert conn.getresponse().status == 200
         conn.close()
+        old_token = make_token("yan@example.org", "city-news", OLD_SECRET)  # signed before a rotation
+        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+        conn.request("POST", f"/unsubscribe?token={old_token}", ONE_CLICK, FORM)
+        assert conn.getresponse().status == 200
+        conn.close()
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
-    assert load_suppressions(tmp_path / "data" / "unsub.csv") == frozenset({"zoe@example.org"})
+    assert load_suppressions(tmp_path / "data" / "unsub.csv") == frozenset({"zoe@example.org", "yan@example.org"})
 
 
 SERVE_SCRIPT = """

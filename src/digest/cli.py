@@ -509,19 +509,20 @@ def status(ctx: click.Context, /, edition: str | None, as_json: bool) -> None:
 def unsubscribe_server(ctx: click.Context, /, host: str, port: int) -> None:
     """Run the one-click unsubscribe endpoint (RFC 8058) that the unsubscribe links point at.
 
-    Needs DIGEST_UNSUBSCRIBE_SECRET (the one the sends used). Unsubscribed addresses go to the
-    suppression file, which every later send honours. In production, run the WSGI application
-    digest.unsubscribe:app_from_env() behind any WSGI server.
+    Needs DIGEST_UNSUBSCRIBE_SECRET (the one the sends used). After rotating it, put the earlier
+    secrets in DIGEST_UNSUBSCRIBE_OLD_SECRETS (comma-separated) so links already sent keep working.
+    Unsubscribed addresses go to the suppression file, which every later send honours. In
+    production, run the WSGI application digest.unsubscribe:app_from_env() behind any WSGI server.
 
     \b
     Example:
       DIGEST_UNSUBSCRIBE_SECRET=... digest unsubscribe-server --port 8025
     """
-    from .unsubscribe import make_app, secret_from_env, serve
+    from .unsubscribe import make_app, old_secrets_from_env, secret_from_env, serve
 
     settings = _settings(ctx)
     suppressions = settings.path(settings.suppression_file)
-    app = make_app(settings, secret_from_env(required=True), suppressions)
+    app = make_app(settings, secret_from_env(required=True), suppressions, old_secrets=old_secrets_from_env())
     serve(
         app,
         host=host,

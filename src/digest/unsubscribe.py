@@ -6,9 +6,10 @@ A token names one recipient of one list and cannot be forged without DIGEST_UNSU
     payload = b"v1\\n" + normalised email + b"\\n" + list id        (UTF-8)
 
 Tokens carry no expiry on purpose: CAN-SPAM wants the opt-out to keep working for at least 30 days after
-a send, and mail sits in inboxes for years. A token stays valid as long as the secret does, so rotating
-DIGEST_UNSUBSCRIBE_SECRET invalidates every link already sent; rotate only when it leaked, and expect the
-400 page for old links after that.
+a send, and mail sits in inboxes for years. A token stays valid as long as the endpoint knows its secret.
+To rotate, sign new sends with a new DIGEST_UNSUBSCRIBE_SECRET and give the endpoint the old one in
+DIGEST_UNSUBSCRIBE_OLD_SECRETS: links already sent keep working (the endpoint logs each use of an old
+secret, so you can tell when to drop it). Only a leaked secret should be dropped at once.
 
 The endpoint (`make_app`) answers `POST <unsubscribe path>?token=...` at once with 200 and no redirect
 (RFC 8058), and shows a one-button page for GET, so link scanners that prefetch URLs cannot
@@ -28,7 +29,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SECRET_VAR = "DIGEST_UNSUBSCRIBE_SECRET"
+OLD_SECRETS_VAR = "DIGEST_UNSUBSCRIBE_OLD_SECRETS"  # verified, never used to sign (rotation)
 MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 MIN_SECRET_BYTES = 16  # below 128 bits an offline guess of the key becomes thinkable
 MAC_BYTES = 16  # 128-bit tag: forging one by chance is out of reach, and the token stays short
@@ -159,6 +161,20 @@ def secret_from_env(env: Mapping[str, str] = os.environ, *, required: bool) -> b
             f"make a new one with `{MAKE_SECRET}`"
         )
     return secret
+
+
+def old_secrets_from_env(env: Mapping[str, str] = os.environ) -> tuple[bytes, ...]:
+    """DIGEST_UNSUBSCRIBE_OLD_SECRETS: earlier secrets the endpoint still accepts, separated by commas or
+    spaces (the values `secrets.token_urlsafe` makes contain neither); () when unset."""
+    raw = env.get(OLD_SECRETS_VAR, "")
+    secrets = [part.encode("utf-8") for part in re.split(r"[\s,]+", raw) if part]
+    for position, secret in enumerate(secrets, 1):
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"environment: secret number {position} in {OLD_SECRETS_VAR} is too short ({len(secret)} bytes, "
+                f"at least {MIN_SECRET_BYTES}); list the earlier values of {SECRET_VAR} there, separated by commas"
+            )
+    return tuple(secrets)
 
 
 # --- URLs and headers ---------------------------------------------------------------------------
@@ -387,10 +403,18 @@ def unsubscribe_path(settings: Settings) -> str:
     return parts.path or "/"
 
 
-def make_app(settings: Settings, secret: bytes, suppression_path: Path) -> WSGIApplication:
-    """The one-click unsubscribe endpoint for one list (settings.slug), recording to `suppression_path`."""
+def make_app(
+    settings: Settings, secret: bytes, suppression_path: Path, *, old_secrets: Sequence[bytes] = ()
+) -> WSGIApplication:
+    """The one-click unsubscribe endpoint for one list (settings.slug), recording to `suppression_path`.
+
+    Tokens signed with `secret` or with any of `old_secrets` (the secrets of earlier sends, after a
+    rotation) are accepted."""
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(f"environment: {SECRET_VAR} is too short; make one with `{MAKE_SECRET}`")
+    if any(len(old) < MIN_SECRET_BYTES for old in old_secrets):
+        raise ConfigError(f"environment: a secret in {OLD_SECRETS_VAR} is shorter than {MIN_SECRET_BYTES} bytes")
+    keys = (secret, *old_secrets)  # keys[n] is old secret number n, as the log says
     paths = {unsubscribe_path(settings), "/unsubscribe"}
     name = html.escape(settings.name)
 
@@ -422,7 +446,7 @@ def make_app(settings: Settings, secret: bytes, suppression_path: Path) -> WSGIA
         form = _read_form(environ) if method == "POST" else {}
         token = (query.get("token") or form.get("token") or [""])[0]
         try:
-            address, list_id = verify_token(token, secret)
+            address, list_id = _verify(token, keys)
         except BadToken:
             log.info("unsubscribe: rejected an invalid token (%s %s)", method, path)
             return invalid(start_response, method)
@@ -454,6 +478,19 @@ def make_app(settings: Settings, secret: bytes, suppression_path: Path) -> WSGIA
         return respond(start_response, "200 OK", body, method)
 
     return app
+
+
+def _verify(token: str, keys: Sequence[bytes]) -> tuple[str, str]:
+    """verify_token with the current secret, then each old one (keys[1:]); BadToken if none signed it."""
+    for number, key in enumerate(keys):
+        try:
+            found = verify_token(token, key)
+        except BadToken:
+            continue
+        if number:
+            log.info("unsubscribe: accepted a link signed with old secret number %d in %s", number, OLD_SECRETS_VAR)
+        return found
+    raise BadToken("this unsubscribe link is not valid; use the link from a recent email")
 
 
 def _read_form(environ: WSGIEnvironment) -> dict[str, list[str]]:
@@ -544,9 +581,10 @@ def serve(
 
 def app_from_env(env: Mapping[str, str] | None = None) -> WSGIApplication:
     """The app for any WSGI server: settings from DIGEST_CONFIG (or ./digest.toml), the secret from
-    DIGEST_UNSUBSCRIBE_SECRET, suppressions into settings.suppression_file.
-    Example: gunicorn 'digest.unsubscribe:app_from_env()'"""
+    DIGEST_UNSUBSCRIBE_SECRET (and earlier ones from DIGEST_UNSUBSCRIBE_OLD_SECRETS), suppressions into
+    settings.suppression_file. Example: gunicorn 'digest.unsubscribe:app_from_env()'"""
     env = os.environ if env is None else env
     settings = load_settings(env=env)
     secret = secret_from_env(env, required=True)
-    return make_app(settings, secret, settings.path(settings.suppression_file))
+    old = old_secrets_from_env(env)
+    return make_app(settings, secret, settings.path(settings.suppression_file), old_secrets=old)
