@@ -221,3 +221,56 @@ def test_the_console_script_waits_for_a_thread_that_is_still_working(repo: Path)
     done = _process(code, repo)
     assert done.returncode == 0, done.stderr
     assert "thread finished" in done.stdout
+
+
+FRENCH = """
+[words]
+months = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+          "novembre", "décembre"]
+date = "{day} {month} {year}"
+month_year = "{month} {year}"
+range_in_month = "{day} – {end_day} {month} {year}"
+range_in_year = "{day} {month} – {end_day} {end_month} {year}"
+new_items_one = "{count} nouvel article de {period}"
+new_items_other = "{count} nouveaux articles de {period}"
+upcoming_events_one = " et {count} événement à venir"
+upcoming_events_other = " et {count} événements à venir"
+view_in_browser = "Voir dans le navigateur"
+view_in_browser_text = "Voir cet e-mail dans le navigateur"
+when = "Quand"
+where = "Où"
+posted = "Publié le {date}"
+online = "En ligne"
+more_section = "Autres"
+subscribed = "Vous recevez cet e-mail car vous êtes abonné aux nouvelles de {name}."
+reply = "Répondez-y pour nous écrire."
+unsubscribe = "Se désabonner"
+and_more_one = "et {count} autre"
+and_more_other = "et {count} autres"
+"""
+
+
+def test_a_newsletter_in_another_language_builds_and_passes_the_checks(tmp_path: Path, repo: Path) -> None:
+    """With [words] in French (and language = "fr"), every fixed word and date of both parts, the
+    subject and the preheader is French; the build is otherwise the same, and `digest check` still
+    finds the unsubscribe link by its (French) text."""
+    cfg = _newsletter(tmp_path, repo, FRENCH)
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace('language = "en"', 'language = "fr"'), encoding="utf-8")
+    code, out, err = run("--config", str(cfg), "build", "--month", "2020-01", "--out", str(tmp_path / "fr"))
+    assert code == 0, out + err
+    html = (tmp_path / "fr" / "email.html").read_text(encoding="utf-8")
+    text = (tmp_path / "fr" / "email.txt").read_text(encoding="utf-8")
+    manifest = json.loads((tmp_path / "fr" / "manifest.json").read_text(encoding="utf-8"))
+    assert '<html lang="fr"' in html
+    for part in (html, text):
+        assert "janvier 2020" in part and "Publié le " in part and "Se désabonner" in part
+        assert "nouveaux articles de janvier 2020" in part and "January" not in part
+        for english in ("Posted ", "Unsubscribe", "View in browser", "new items", "You receive this email"):
+            assert english not in part, english
+    assert "Voir dans le navigateur" in html and "Voir cet e-mail dans le navigateur" in text
+    assert re.search(r"Publié le \d{1,2} janvier 2020", text)
+    assert "janvier 2020" in manifest["subject"] and " et " in manifest["subject"] and "more" not in manifest["subject"]
+    assert "nouveaux articles de janvier 2020" in manifest["preheader"]
+    code, out, err = run("--config", str(cfg), "check", "--month", "2020-01", "--no-spamassassin")
+    assert code == 0, out + err
+    assert re.search(r"PASS\s+html-unsubscribe", out) and re.search(r"PASS\s+text-unsubscribe", out)

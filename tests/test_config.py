@@ -74,3 +74,41 @@ def test_missing_explicit_config(tmp_path: Path) -> None:
     """--config pointing nowhere says so and suggests digest init."""
     with pytest.raises(ConfigError, match="digest init"):
         load_settings(tmp_path / "nope.toml", env={})
+
+
+FRENCH_WORDS = """
+[words]
+months = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+          "novembre", "décembre"]
+date = "{day} {month} {year}"
+range_in_month = "{day} – {end_day} {month} {year}"
+"""
+
+
+def test_words_come_from_the_words_table_and_the_environment(tmp_path: Path) -> None:
+    """[words] replaces the fixed words one by one; DIGEST_WORDS_<NAME> overrides one from the environment."""
+    s = load_settings(write(tmp_path, FRENCH_WORDS + 'unsubscribe = "Se désabonner"\n'), env={})
+    assert s.words.months[7] == "août" and s.words.date == "{day} {month} {year}"
+    assert s.words.unsubscribe == "Se désabonner" and s.words.when == "When"  # the rest stays English
+    assert s.words.count("new_items", 1, period="mai 2020") == "1 new item from mai 2020"
+    assert s.words.count("new_items", 3, period="mai 2020") == "3 new items from mai 2020"
+    s = load_settings(write(tmp_path, FRENCH_WORDS), env={"DIGEST_WORDS_UNSUBSCRIBE": "Désinscription"})
+    assert s.words.unsubscribe == "Désinscription"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[words]\nmonths = ["jan", "feb"]\n', "months must list the 12 month names"),
+        ('[words]\nposted = "Publié le {day}"\n', "uses {day}; it may use {date}"),
+        ('[words]\nposted = "Publié le {date.year}"\n', "uses {date.year}; it may use {date}"),
+        ('[words]\nunsubscribe = "Se {désabonner}"\n', "it may use no values"),
+        ('[words]\ndate = "{day} {month"\n', "is not a valid phrase"),
+        ('[words]\nunsubscribe_link = "x"\n', "unknown setting 'unsubscribe_link'"),
+    ],
+)
+def test_bad_words_name_the_file_the_phrase_and_what_it_may_use(tmp_path: Path, text: str, message: str) -> None:
+    cfg = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert message in str(err.value) and str(cfg) in str(err.value)

@@ -394,7 +394,7 @@ def check_html(
     texts = list(_walk(body, _State())) if body is not None else []
     results.extend(_check_accessibility(root, body, texts))
     results.append(_check_preheader(body, preheader))
-    results.append(_check_html_unsubscribe(root))
+    results.append(_check_html_unsubscribe(root, settings))
     results.append(_check_postal(settings, _visible_text(texts), "html-postal-address", "HTML"))
     return results
 
@@ -618,9 +618,15 @@ def _check_preheader(body: _Element | None, preheader: str | None) -> CheckResul
     return _pass("preheader", f"hidden preheader {found[:60]!r} ({len(found)} chars)", len(found))
 
 
-def _check_html_unsubscribe(root: _Element) -> CheckResult:
+def _unsubscribe_words(settings: Settings) -> re.Pattern[str]:
+    """'unsubscribe', or the newsletter's own word for it ([words] unsubscribe), as readable text."""
+    return re.compile(f"unsubscribe|{re.escape(settings.words.unsubscribe.strip())}", re.IGNORECASE)
+
+
+def _check_html_unsubscribe(root: _Element, settings: Settings) -> CheckResult:
+    words = _unsubscribe_words(settings)
     links = [(a.get("href") or "", _accessible_name(a)) for a in root.iter("a") if a.get("href") is not None]
-    named = [(href, name) for href, name in links if re.search(r"unsubscribe", name, re.IGNORECASE)]
+    named = [(href, name) for href, name in links if words.search(name)]
     good = [href for href, _ in named if href.startswith("https://")]
     if good:
         return _pass("html-unsubscribe", f"unsubscribe link -> {good[0][:70]}")
@@ -629,7 +635,8 @@ def _check_html_unsubscribe(root: _Element) -> CheckResult:
             "html-unsubscribe", f"the unsubscribe link is not https ({named[0][0][:60]!r}); set base_url to https://"
         )
     return _fail(
-        "html-unsubscribe", "no <a> with 'unsubscribe' in its text; add one to the footer (%%unsubscribe_url%%)"
+        "html-unsubscribe",
+        f"no <a> with {settings.words.unsubscribe!r} in its text; add one to the footer (%%unsubscribe_url%%)",
     )
 
 
@@ -662,9 +669,10 @@ def check_text(text: str, settings: Settings, *, edition: str = "") -> list[Chec
     )
     lines = text.splitlines()
     found = ""
+    words = _unsubscribe_words(settings)
     for n, line in enumerate(lines):
         # The word must be readable text, not just part of the URL's path.
-        if re.search(r"unsubscribe", _HTTPS_URL.sub("", line), re.IGNORECASE):
+        if words.search(_HTTPS_URL.sub("", line)):
             nearby = " ".join(lines[n : n + 3])
             match = _HTTPS_URL.search(nearby)
             if match:
@@ -675,7 +683,8 @@ def check_text(text: str, settings: Settings, *, edition: str = "") -> list[Chec
         if found
         else _fail(
             "text-unsubscribe",
-            "no https URL next to the word 'unsubscribe' in the text part; add %%unsubscribe_url:text%%",
+            f"no https URL next to the word {settings.words.unsubscribe!r} in the text part; "
+            "add %%unsubscribe_url:text%%",
         )
     )
     results.append(_check_postal(settings, text, "text-postal-address", "text"))

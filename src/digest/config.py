@@ -62,6 +62,70 @@ class SendGridSettings:
     max_retries: int = 5
 
 
+_ENGLISH_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Words:
+    """The email's fixed words and date formats ([words] in digest.toml), English by default.
+
+    A newsletter in another language sets them all; braces hold the values a phrase takes (WORD_FIELDS
+    lists which). Plurals come in two forms, `_one` for a count of 1 and `_other` for the rest; a
+    language with more forms can override the templates (docs/TEMPLATES.md).
+    """
+
+    months: tuple[str, ...] = _ENGLISH_MONTHS
+    date: str = "{month} {day}, {year}"  # January 5, 2020
+    month_year: str = "{month} {year}"  # a calendar month's digest: January 2020
+    range_in_month: str = "{month} {day} – {end_day}, {year}"  # January 1 – 15, 2020
+    range_in_year: str = "{month} {day} – {end_month} {end_day}, {year}"  # January 25 – February 5, 2020
+    new_items_one: str = "{count} new item from {period}"
+    new_items_other: str = "{count} new items from {period}"
+    upcoming_events_one: str = ", and {count} upcoming event"
+    upcoming_events_other: str = ", and {count} upcoming events"
+    view_in_browser: str = "View in browser"
+    view_in_browser_text: str = "View this email in your browser"
+    when: str = "When"
+    where: str = "Where"
+    posted: str = "Posted {date}"
+    online: str = "Online"
+    more_section: str = "More"  # the section of items no configured section takes
+    subscribed: str = "You receive this email because you subscribed to news from {name}."
+    reply: str = "Reply to it to reach us."
+    unsubscribe: str = "Unsubscribe"  # the footer link's text; `digest check` looks for it
+    and_more_one: str = "and {count} more"  # subject: "<lead title> and 1 more"
+    and_more_other: str = "and {count} more"  # subject: "<lead title> and 12 more"
+
+    def say(self, name: str, /, **values: object) -> str:
+        """The phrase `name` with its values filled in: words.say("posted", date="May 1, 2020")."""
+        phrase: str = getattr(self, name)
+        return phrase.format(**values) if values else phrase
+
+    def count(self, name: str, count: int, /, **values: object) -> str:
+        """The `name_one` or `name_other` phrase for `count`: words.count("new_items", 3, period=...)."""
+        return self.say(f"{name}_{'one' if count == 1 else 'other'}", count=count, **values)
+
+
+# The values each phrase of Words may use (validate refuses any other, so a typo fails at load, not mid-send).
+WORD_FIELDS: dict[str, frozenset[str]] = {
+    "date": frozenset({"month", "day", "year"}),
+    "month_year": frozenset({"month", "year"}),
+    "range_in_month": frozenset({"month", "day", "end_day", "year"}),
+    "range_in_year": frozenset({"month", "day", "end_month", "end_day", "year"}),
+    "new_items_one": frozenset({"count", "period"}),
+    "new_items_other": frozenset({"count", "period"}),
+    "upcoming_events_one": frozenset({"count"}),
+    "upcoming_events_other": frozenset({"count"}),
+    "posted": frozenset({"date"}),
+    "subscribed": frozenset({"name"}),
+    "and_more_one": frozenset({"count"}),
+    "and_more_other": frozenset({"count"}),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path  # folder of the config file; relative paths resolve against it
@@ -98,13 +162,14 @@ class Settings:
     utm_medium: str = "email"
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     sendgrid: SendGridSettings = field(default_factory=SendGridSettings)
+    words: Words = field(default_factory=Words)
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else self.root / value
 
 
 _PATH_KEYS = {"content_dir", "templates_dir", "build_dir", "outbox_dir", "ledger_path", "suppression_file"}
-_NESTED = {"smtp": SmtpSettings, "sendgrid": SendGridSettings}
+_NESTED = {"smtp": SmtpSettings, "sendgrid": SendGridSettings, "words": Words}
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -192,7 +257,7 @@ def _apply(base: Any, values: Mapping[str, Any], where: str) -> Any:
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """DIGEST_NAME -> name, DIGEST_SMTP_HOST -> smtp.host. Secrets are skipped on purpose."""
     out: dict[str, Any] = {}
-    top = {f.name for f in dataclasses.fields(Settings)} - {"root", "config_file", "sections", "smtp", "sendgrid"}
+    top = {f.name for f in dataclasses.fields(Settings)} - {"root", "config_file", "sections", *_NESTED}
     for var, value in env.items():
         if not var.startswith("DIGEST_") or var in SECRET_ENV or var == "DIGEST_CONFIG":
             continue
@@ -271,3 +336,27 @@ def validate(settings: Settings) -> None:
     ids = [s.id for s in settings.sections]
     if len(ids) != len(set(ids)):
         raise ConfigError(f"{where}: section ids must be unique (got {ids})")
+    _validate_words(where, settings.words)
+
+
+def _validate_words(where: str, words: Words) -> None:
+    import string
+
+    if len(words.months) != 12 or not all(month.strip() for month in words.months):
+        raise ConfigError(f"{where}: [words] months must list the 12 month names, January first (got {words.months!r})")
+    for name, allowed in {f.name: WORD_FIELDS.get(f.name, frozenset()) for f in dataclasses.fields(words)}.items():
+        if name == "months":
+            continue
+        phrase = getattr(words, name)
+        try:
+            used = {field for _, field, _, _ in string.Formatter().parse(phrase) if field is not None}
+        except ValueError as exc:
+            raise ConfigError(
+                f"{where}: [words] {name} = {phrase!r} is not a valid phrase ({exc}); write braces as {{{{ }}}}"
+            ) from None
+        wrong = sorted(used - allowed)
+        if wrong:
+            may = ", ".join(f"{{{v}}}" for v in sorted(allowed)) or "no values"
+            raise ConfigError(
+                f"{where}: [words] {name} = {phrase!r} uses {', '.join(f'{{{w}}}' for w in wrong)}; it may use {may}"
+            )

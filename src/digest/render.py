@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 import mjml
 
-from .config import Section, Settings
+from .config import Section, Settings, Words
 from .content import cache_dir
 from .errors import Problem, TemplateError
 from .inline import inline_css
@@ -40,12 +40,10 @@ PREHEADER_TEMPLATE = "preheader.txt.j2"
 # Formats whose output is markup, so values are HTML-escaped; text templates are left alone.
 _ESCAPED = ("mjml.j2", "html.j2", "mjml", "html", "xml")
 _DOCS = "see docs/TEMPLATES.md"
-# Spelled out rather than calendar.month_name, which follows the process locale once anything
-# calls locale.setlocale: the same edition must render the same bytes wherever it is built.
-_MONTHS = (
-    "", "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
+# Month names and date formats come from settings.words (English by default), not calendar.month_name,
+# which follows the process locale once anything calls locale.setlocale: the same edition must render
+# the same bytes wherever it is built.
+ENGLISH = Words()
 
 
 @dataclass(frozen=True)
@@ -67,29 +65,29 @@ def edition_id(settings: Settings, window: Window) -> str:
     return f"{settings.slug}-{window.label}"
 
 
-def long_date(day: dt.date) -> str:
-    """Format a day as "January 5, 2020": English month names, no leading zero."""
-    return f"{_MONTHS[day.month]} {day.day}, {day.year}"
+def long_date(day: dt.date, words: Words = ENGLISH) -> str:
+    """Format a day as "January 5, 2020" (words.date): month names from `words`, no leading zero."""
+    return words.date.format(month=words.months[day.month - 1], day=day.day, year=day.year)
 
 
-def date_range(start: dt.date, end: dt.date | None = None) -> str:
+def date_range(start: dt.date, end: dt.date | None = None, words: Words = ENGLISH) -> str:
     """Format a range as "January 1 – 15, 2020", "January 25 – February 5, 2020" or "December 20, 2019 – ..."."""
     if end is None or end == start:
-        return long_date(start)
+        return long_date(start, words)
     if start.year != end.year:
-        return f"{long_date(start)} – {long_date(end)}"
-    if start.month != end.month:
-        return f"{_MONTHS[start.month]} {start.day} – {_MONTHS[end.month]} {end.day}, {end.year}"
-    return f"{_MONTHS[start.month]} {start.day} – {end.day}, {end.year}"
+        return f"{long_date(start, words)} – {long_date(end, words)}"
+    month, end_month = words.months[start.month - 1], words.months[end.month - 1]
+    phrase = words.range_in_year if start.month != end.month else words.range_in_month
+    return phrase.format(month=month, day=start.day, end_month=end_month, end_day=end.day, year=end.year)
 
 
-def period_title(window: Window) -> str:
+def period_title(window: Window, words: Words = ENGLISH) -> str:
     """The window as readers say it: "January 2020" for a whole calendar month, else its date range."""
     last = calendar.monthrange(window.since.year, window.since.month)[1]
     whole_month = window.since.day == 1 and window.until == window.since.replace(day=last)
     if whole_month:
-        return f"{_MONTHS[window.since.month]} {window.since.year}"
-    return date_range(window.since, window.until)
+        return words.month_year.format(month=words.months[window.since.month - 1], year=window.since.year)
+    return date_range(window.since, window.until, words)
 
 
 def _takes(section: Section, item: Item, upcoming: bool) -> bool:
@@ -108,7 +106,7 @@ def _columns(section: Section, items: tuple[Item, ...]) -> tuple[tuple[Item, ...
     return (items,)
 
 
-def group_items(selection: Selection, sections: tuple[Section, ...]) -> tuple[SectionView, ...]:
+def group_items(selection: Selection, sections: tuple[Section, ...], words: Words = ENGLISH) -> tuple[SectionView, ...]:
     """Put each selected item into the first section that takes it; drop empty sections.
 
     An item no configured section takes goes to a closing "More" section rather than vanishing
@@ -131,7 +129,7 @@ def group_items(selection: Selection, sections: tuple[Section, ...]) -> tuple[Se
     if leftover:
         log.warning("%d item(s) fit no configured section; they are shown under 'More'", len(leftover))
         extra = tuple(leftover)
-        views.append(SectionView("more", "More", False, False, extra, (extra,)))
+        views.append(SectionView("more", words.more_section, False, False, extra, (extra,)))
     return tuple(views)
 
 
@@ -187,7 +185,7 @@ def shown_actions(item: Item) -> tuple[Action, ...]:
     )
 
 
-def event_when(item: Item) -> str:
+def event_when(item: Item, words: Words = ENGLISH) -> str:
     """An event's dates, then its `when` text if that says more than the dates and the place.
 
     "April 2 – 3, 2020" for when="April 2 - 3, 2020, Detroit, MI" (nothing new in it), but
@@ -197,19 +195,40 @@ def event_when(item: Item) -> str:
     event = item.event
     if event is None:
         return ""
-    dates = date_range(event.start, event.end)
+    dates = date_range(event.start, event.end, words)
     known = set(_WORD.findall(f"{dates} {event.place}".lower()))
     extra = set(_WORD.findall(event.when.lower())) - known
     return f"{dates} · {event.when.strip()}" if extra else dates
 
 
-def event_place(item: Item) -> str:
-    """Where an event happens ("Online" when it is online with no place), unless the shown when-text says it."""
+def event_place(item: Item, words: Words = ENGLISH) -> str:
+    """Where an event happens (words.online when it is online with no place), unless the shown when-text says it."""
     event = item.event
     if event is None:
         return ""
-    place = event.place or ("Online" if event.online else "")
-    return "" if place and place in event_when(item) else place
+    place = event.place or (words.online if event.online else "")
+    return "" if place and place in event_when(item, words) else place
+
+
+# The filters templates use, in the newsletter's words (the context's `words`; English without one).
+@jinja2.pass_context
+def _long_date_filter(context: jinja2.runtime.Context, day: dt.date) -> str:
+    return long_date(day, context.get("words", ENGLISH))
+
+
+@jinja2.pass_context
+def _date_range_filter(context: jinja2.runtime.Context, start: dt.date, end: dt.date | None = None) -> str:
+    return date_range(start, end, context.get("words", ENGLISH))
+
+
+@jinja2.pass_context
+def _event_when_filter(context: jinja2.runtime.Context, item: Item) -> str:
+    return event_when(item, context.get("words", ENGLISH))
+
+
+@jinja2.pass_context
+def _event_place_filter(context: jinja2.runtime.Context, item: Item) -> str:
+    return event_place(item, context.get("words", ENGLISH))
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
@@ -243,12 +262,12 @@ def _environment(templates_dir: str, present: frozenset[str]) -> jinja2.Environm
         auto_reload=True,
         bytecode_cache=_bytecode_cache(),
     )
-    env.filters["long_date"] = long_date
-    env.filters["date_range"] = date_range
-    env.filters["event_when"] = event_when
+    env.filters["long_date"] = _long_date_filter
+    env.filters["date_range"] = _date_range_filter
+    env.filters["event_when"] = _event_when_filter
     env.filters["shown_actions"] = shown_actions
-    env.filters["event_place"] = event_place
-    env.globals["date_range"] = date_range
+    env.filters["event_place"] = _event_place_filter
+    env.globals["date_range"] = _date_range_filter
     return env
 
 
@@ -355,9 +374,10 @@ def _context(selection: Selection, settings: Settings, edition: str) -> dict[str
         "newsletter": settings,
         "edition": edition,
         "window": selection.window,
-        "period": period_title(selection.window),
+        "words": settings.words,
+        "period": period_title(selection.window, settings.words),
         "selection": selection,
-        "sections": group_items(selection, settings.sections),
+        "sections": group_items(selection, settings.sections, settings.words),
         "items": tuple(chosen.item for chosen in selection.items),
         "posted_count": len(selection.posted),
         "upcoming_count": len(selection.upcoming),
