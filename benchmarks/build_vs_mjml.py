@@ -12,9 +12,9 @@ PYTHONDONTWRITEBYTECODE is set (it is on the machine BENCHMARKS.md was measured 
 run would compile ~10,000 lines of source again.
 
 Goal (issue 3): our whole build, process start included, takes less than half the time of mjml's
-compile alone. Rounds alternate the two commands so machine noise hits both alike; the ratio of
-medians is the figure to read. Needs the official CLI: `npm i --prefix .tools mjml@5` (scripts/test
-installs it).
+compile alone. Rounds interleave the commands, in an order that rotates from round to round, so
+machine noise hits all alike; the ratio of medians is the figure to read. Needs the official CLI:
+`npm i --prefix .tools mjml@5` (scripts/test installs it).
 """
 
 from __future__ import annotations
@@ -165,12 +165,19 @@ def main() -> None:
     if also_cmd:
         timed(also_cmd)
     for n in range(args.rounds):
-        warm.append(timed(build_cmd))
-        theirs.append(timed(mjml_cmd))
-        cold.append(timed(build_cmd, cold_env))
-        first.append(timed(build_cmd, {**os.environ, "XDG_CACHE_HOME": str(work / f"empty-cache-{n}")}))
+        runs: list[tuple[list[float], list[str], dict[str, str] | None]] = [
+            (warm, build_cmd, None),
+            (theirs, mjml_cmd, None),
+            (cold, build_cmd, cold_env),
+            (first, build_cmd, {**os.environ, "XDG_CACHE_HOME": str(work / f"empty-cache-{n}")}),
+        ]
         if also_cmd:
-            also.append(timed(also_cmd))
+            runs.append((also, also_cmd, None))
+        # The order rotates every round: a command timed right after another one (mjml's Node process,
+        # say) can run slower or faster for it, and every command should take every place equally often.
+        shift = n % len(runs)
+        for times, cmd, env in runs[shift:] + runs[:shift]:
+            times.append(timed(cmd, env))
     b = statistics.median(theirs)
     version = subprocess.run([mjml, "--version"], capture_output=True, text=True).stdout.split()
     print(f"email.mjml: {source.stat().st_size:,} bytes; rounds: {args.rounds} (interleaved)")
