@@ -3,9 +3,9 @@
 Python's cyclic garbage collector runs many times while the ~600 modules a build needs are imported,
 and once more over every object when the interpreter exits. Neither frees anything worth freeing:
 module-level objects live as long as the process, and the operating system takes back all memory at
-exit anyway. So the collector is off while the command line is imported, and what exists then is
-frozen (`gc.freeze`: moved to a generation the collector never scans). The command itself runs with
-the collector on, so a long send still frees its cycles.
+exit anyway. So the command line is imported with the collector off, and what exists then is frozen
+(startup.imports_frozen; the render stack a build imports later gets the same). The command itself
+runs with the collector on, so a long send still frees its cycles.
 
 When the command is done, the process ends the way mypy's does (`mypy.util.hard_exit`): the exit
 handlers run and the standard streams are flushed, then `os._exit` skips tearing down the
@@ -25,12 +25,10 @@ import sys
 
 
 def run() -> None:
-    gc.disable()
-    try:
+    from .startup import imports_frozen
+
+    with imports_frozen("digest.cli"):
         from .cli import main
-    finally:
-        gc.freeze()
-        gc.enable()
     try:
         main(prog_name="digest")
     except SystemExit as done:

@@ -15,6 +15,7 @@ from .errors import Problem
 from .models import Build, Item, Selection
 from .personalize import sample_values
 from .selection import SelectionOptions, require_items, resolve_window, select
+from .startup import imports_frozen
 
 if TYPE_CHECKING:
     from .content import LoadResult
@@ -145,10 +146,11 @@ def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> B
     # On a folder's first build the content is parsed in a child process, where possible, while this
     # one imports the render stack and compiles the templates (content.start_loading, parallel.py).
     loading = start_loading(settings.path(settings.content_dir), settings)
-    from . import build as build_mod
-    from .preview import render_preview
-    from .render import edition_id, prepare_templates, render
-    from .unsubscribe import list_unsubscribe_headers
+    with imports_frozen("digest.render"):
+        from . import build as build_mod
+        from .preview import render_preview
+        from .render import edition_id, prepare_templates, render
+        from .unsubscribe import list_unsubscribe_headers
 
     prepare_templates(settings)
     chosen = choose(settings, opts, loaded=loading())
