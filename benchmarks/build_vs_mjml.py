@@ -61,10 +61,10 @@ PHASES = r"""
 import time, json, sys, gc
 t = {}
 s = time.perf_counter()
-gc.disable()  # as digest.__main__.run does around the imports
+gc.disable()  # as digest.__main__.run does around the imports (startup.imports_frozen)
 import digest.cli, digest.pipeline, digest.content, digest.selection
-t["import cli, settings, content (no parsers)"] = time.perf_counter() - s; s = time.perf_counter()
 gc.freeze(); gc.enable()
+t["import cli, settings, content (no parsers)"] = time.perf_counter() - s; s = time.perf_counter()
 from pathlib import Path
 from digest.config import load_settings
 from digest.content import start_loading
@@ -75,7 +75,9 @@ settings = load_settings(Path("digest.toml"))
 loading = start_loading(settings.path(settings.content_dir), settings)
 t["settings; content from the cache, or a child started to parse it"] = time.perf_counter() - s
 s = time.perf_counter()
-import digest.render, digest.inline, digest.build, digest.message, digest.preview, digest.unsubscribe
+from digest.startup import imports_frozen
+with imports_frozen("digest.render"):  # as pipeline.build imports them
+    import digest.render, digest.inline, digest.build, digest.message, digest.preview, digest.unsubscribe
 from digest import render as r
 t["import render stack (jinja2, mjml, premailer, lxml)"] = time.perf_counter() - s; s = time.perf_counter()
 r.prepare_templates(settings)
