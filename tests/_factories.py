@@ -10,6 +10,7 @@ import calendar
 import dataclasses
 import datetime as dt
 import html
+import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +21,36 @@ from digest.deliver.base import Personal
 from digest.models import Action, Build, EventInfo, Item, Recipient, Selection, Window
 
 TZ = "America/Chicago"
+FRENCH_MONTHS = [
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+]  # fmt: skip
+# A whole [words] table in French (docs/TEMPLATES.md): every fixed word of the templates replaced.
+FRENCH_WORDS = f"""
+[words]
+months = {json.dumps(FRENCH_MONTHS, ensure_ascii=False)}
+date = "{{day}} {{month}} {{year}}"
+month_year = "{{month}} {{year}}"
+range_in_month = "{{day}} – {{end_day}} {{month}} {{year}}"
+range_in_year = "{{day}} {{month}} – {{end_day}} {{end_month}} {{year}}"
+new_items_one = "{{count}} nouvel article de {{period}}"
+new_items_other = "{{count}} nouveaux articles de {{period}}"
+upcoming_events_one = " et {{count}} événement à venir"
+upcoming_events_other = " et {{count}} événements à venir"
+view_in_browser = "Voir dans le navigateur"
+view_in_browser_text = "Voir cet e-mail dans le navigateur"
+when = "Quand"
+where = "Où"
+posted = "Publié le {{date}}"
+online = "En ligne"
+more_section = "Autres"
+subscribed = "Vous recevez cet e-mail car vous êtes abonné aux nouvelles de {{name}}."
+reply = "Répondez-y pour nous écrire."
+unsubscribe = "Se désabonner"
+and_more_one = "et {{count}} autre"
+and_more_other = "et {{count}} autres"
+"""
+
 POSTAL_ADDRESS = "Mayors Innovation Project, 1180 Observatory Drive, Madison, WI 53706, USA"
 
 

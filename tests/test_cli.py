@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import pytest
+from _factories import FRENCH_WORDS
 from click.testing import CliRunner
 
 from digest import __version__
@@ -223,38 +224,11 @@ def test_the_console_script_waits_for_a_thread_that_is_still_working(repo: Path)
     assert "thread finished" in done.stdout
 
 
-FRENCH = """
-[words]
-months = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
-          "novembre", "décembre"]
-date = "{day} {month} {year}"
-month_year = "{month} {year}"
-range_in_month = "{day} – {end_day} {month} {year}"
-range_in_year = "{day} {month} – {end_day} {end_month} {year}"
-new_items_one = "{count} nouvel article de {period}"
-new_items_other = "{count} nouveaux articles de {period}"
-upcoming_events_one = " et {count} événement à venir"
-upcoming_events_other = " et {count} événements à venir"
-view_in_browser = "Voir dans le navigateur"
-view_in_browser_text = "Voir cet e-mail dans le navigateur"
-when = "Quand"
-where = "Où"
-posted = "Publié le {date}"
-online = "En ligne"
-more_section = "Autres"
-subscribed = "Vous recevez cet e-mail car vous êtes abonné aux nouvelles de {name}."
-reply = "Répondez-y pour nous écrire."
-unsubscribe = "Se désabonner"
-and_more_one = "et {count} autre"
-and_more_other = "et {count} autres"
-"""
-
-
 def test_a_newsletter_in_another_language_builds_and_passes_the_checks(tmp_path: Path, repo: Path) -> None:
     """With [words] in French (and language = "fr"), every fixed word and date of both parts, the
     subject and the preheader is French; the build is otherwise the same, and `digest check` still
     finds the unsubscribe link by its (French) text."""
-    cfg = _newsletter(tmp_path, repo, FRENCH)
+    cfg = _newsletter(tmp_path, repo, FRENCH_WORDS)
     cfg.write_text(cfg.read_text(encoding="utf-8").replace('language = "en"', 'language = "fr"'), encoding="utf-8")
     code, out, err = run("--config", str(cfg), "build", "--month", "2020-01", "--out", str(tmp_path / "fr"))
     assert code == 0, out + err
