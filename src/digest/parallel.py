@@ -31,12 +31,15 @@ log = logging.getLogger(__name__)
 
 
 def start(work: Callable[[], T]) -> Callable[[], T]:
-    """Start `work` in a child process where that is safe and pays; call the result to get its value."""
+    """Start `work` in a child process where that is safe and pays; call the result to get its value.
+
+    Call it once: the child's answer is read once (a second call does the work here again)."""
     wait = _fork(work)
 
     def result() -> T:
+        nonlocal wait
         if wait is not None:
-            outcome = wait()
+            outcome, wait = wait(), None
             if outcome is not None:
                 done, value = outcome
                 if done:
