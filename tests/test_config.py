@@ -99,3 +99,5 @@ def test_words_come_from_the_words_table_and_the_environment(tmp_path: Path) -> 
     assert s.words.count("new_items", 3, period="mai 2020") == "3 new items from mai 2020"
     s = load_settings(write(tmp_path, PARTIAL_FRENCH), env={"DIGEST_WORDS_UNSUBSCRIBE": "Désinscription"})
     assert s.words.unsubscribe == "Désinscription"
+    with pytest.raises(ConfigError, match=r"^environment \(DIGEST_\*\): \[words\] posted"):  # names its layer
+        load_settings(write(tmp_path, PARTIAL_FRENCH), env={"DIGEST_WORDS_POSTED": "Publié {day}"})

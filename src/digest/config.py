@@ -247,6 +247,8 @@ def _apply(base: Any, values: Mapping[str, Any], where: str) -> Any:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: [{key}] must be a table")
             changes[key] = _apply(current, value, f"{where} [{key}]")
+            if key == "words":  # checked here, so the message names the layer the phrase came from
+                _validate_words(where, changes[key])
         elif key == "sections":
             changes[key] = value if isinstance(value, tuple) else _sections(where, value)
         else:
