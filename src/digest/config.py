@@ -109,7 +109,7 @@ class Words:
         return self.say(f"{name}_{'one' if count == 1 else 'other'}", count=count, **values)
 
 
-# The values each phrase of Words may use (validate refuses any other, so a typo fails at load, not mid-send).
+# The values each phrase of Words may use (loading refuses any other, so a typo fails at load, not mid-send).
 WORD_FIELDS: dict[str, frozenset[str]] = {
     "date": frozenset({"month", "day", "year"}),
     "month_year": frozenset({"month", "year"}),
@@ -247,7 +247,7 @@ def _apply(base: Any, values: Mapping[str, Any], where: str) -> Any:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: [{key}] must be a table")
             changes[key] = _apply(current, value, f"{where} [{key}]")
-            if key == "words":  # checked here, so the message names the layer the phrase came from
+            if key == "words":  # checked here, not in validate(), so the message names the phrase's layer
                 _validate_words(where, changes[key])
         elif key == "sections":
             changes[key] = value if isinstance(value, tuple) else _sections(where, value)
@@ -338,7 +338,6 @@ def validate(settings: Settings) -> None:
     ids = [s.id for s in settings.sections]
     if len(ids) != len(set(ids)):
         raise ConfigError(f"{where}: section ids must be unique (got {ids})")
-    _validate_words(where, settings.words)
 
 
 def _validate_words(where: str, words: Words) -> None:

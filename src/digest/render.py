@@ -210,25 +210,14 @@ def event_place(item: Item, words: Words = ENGLISH) -> str:
     return "" if place and place in event_when(item, words) else place
 
 
-# The filters templates use, in the newsletter's words (the context's `words`; English without one).
-@jinja2.pass_context
-def _long_date_filter(context: jinja2.runtime.Context, day: dt.date) -> str:
-    return long_date(day, context.get("words", ENGLISH))
+def _in_context_words(format_: Callable[..., str]) -> Callable[..., str]:
+    """`format_` as a template filter that formats in the context's `words` (English without one)."""
 
+    @jinja2.pass_context
+    def filter_(context: jinja2.runtime.Context, *args: Any) -> str:
+        return format_(*args, words=context.get("words", ENGLISH))
 
-@jinja2.pass_context
-def _date_range_filter(context: jinja2.runtime.Context, start: dt.date, end: dt.date | None = None) -> str:
-    return date_range(start, end, context.get("words", ENGLISH))
-
-
-@jinja2.pass_context
-def _event_when_filter(context: jinja2.runtime.Context, item: Item) -> str:
-    return event_when(item, context.get("words", ENGLISH))
-
-
-@jinja2.pass_context
-def _event_place_filter(context: jinja2.runtime.Context, item: Item) -> str:
-    return event_place(item, context.get("words", ENGLISH))
+    return filter_
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
@@ -262,12 +251,12 @@ def _environment(templates_dir: str, present: frozenset[str]) -> jinja2.Environm
         auto_reload=True,
         bytecode_cache=_bytecode_cache(),
     )
-    env.filters["long_date"] = _long_date_filter
-    env.filters["date_range"] = _date_range_filter
-    env.filters["event_when"] = _event_when_filter
+    env.filters["long_date"] = _in_context_words(long_date)
+    env.filters["date_range"] = _in_context_words(date_range)
+    env.filters["event_when"] = _in_context_words(event_when)
     env.filters["shown_actions"] = shown_actions
-    env.filters["event_place"] = _event_place_filter
-    env.globals["date_range"] = _date_range_filter
+    env.filters["event_place"] = _in_context_words(event_place)
+    env.globals["date_range"] = env.filters["date_range"]
     return env
 
 
