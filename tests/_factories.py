@@ -11,7 +11,10 @@ import dataclasses
 import datetime as dt
 import html
 import json
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -307,6 +310,21 @@ def personal(address: str, name: str = "", *, url: str | None = None, one_click:
     values = {"name": name, "email": address, "unsubscribe_url": url}
     headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
     return Personal(Recipient(address, name), values, headers if one_click else {})
+
+
+def fresh_python(
+    code: str, *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`code` run by a new interpreter (imports, gc and fork decisions start from scratch), output captured
+    through pipes; `env` is added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def copy_newsletter(folder: Path) -> Path:

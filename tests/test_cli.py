@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import click
 import pytest
-from _factories import FRENCH_WORDS
+from _factories import FRENCH_WORDS, fresh_python
 from click.testing import CliRunner
 
 from digest import __version__
@@ -171,7 +170,7 @@ def test_check_fails_when_too_large_for_gmail(tmp_path: Path, repo: Path) -> Non
 
 def _process(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`code` in a fresh interpreter, as the console script runs: output through pipes, so buffered."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return fresh_python(code, cwd=cwd)
 
 
 def test_the_console_script_keeps_exit_codes_output_and_exit_handlers(repo: Path) -> None:

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _factories import fresh_python
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
@@ -23,14 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _run(script: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
+    done = fresh_python(textwrap.dedent(script), cwd=cwd, env=env)
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
     return result

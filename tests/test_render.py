@@ -24,6 +24,7 @@ import mjml
 import pytest
 from _factories import (
     POSTAL_ADDRESS,
+    fresh_python,
     golden_selection,
     make_event,
     make_item,
@@ -543,9 +544,7 @@ def test_premailer_is_imported_without_urllib_request_and_cssutils_still_cannot_
         "    raise SystemExit('the @import was resolved')\n"
         "print('ok')\n"
     )
-    import subprocess
-
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = fresh_python(script)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
+
+from _factories import fresh_python
 
 
 def test_imports_are_frozen_once_and_later_blocks_change_nothing() -> None:
@@ -30,7 +30,7 @@ def test_imports_are_frozen_once_and_later_blocks_change_nothing() -> None:
         print(json.dumps(seen))
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = fresh_python(script)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {
         "off_inside": True,
