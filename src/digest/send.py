@@ -19,6 +19,7 @@ A crash between the first and the last leaves the batch in_flight; the next run 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -31,9 +32,10 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Literal, Protocol, TypeVar
 
-from .deliver.base import Backend, BatchResult, OutcomeUnknown, Personal
-from .errors import DeliveryError, LedgerError, PartialFailure
-from .ledger import BatchInfo, Ledger, PendingRow, normalize_email
+from .addresses import normalize_email
+from .deliver.base import Backend, BatchResult, Personal
+from .errors import BatchOutcomeUnknown, DeliveryError, LedgerError, PartialFailure, UnsettledBatches
+from .ledger import BatchStore, PendingRow
 from .lock import require_lock
 from .models import Build, Recipient
 
@@ -58,29 +60,6 @@ class RowProblemLike(Protocol):
     line: int
     email: str
     reason: str
-
-
-class UnknownOutcomes(LedgerError):
-    """Recipients whose delivery is unknown wait for the user's decision; nothing was sent."""
-
-    def __init__(self, edition: str, count: int, batches: list[BatchInfo]):
-        self.edition = edition
-        self.count = count
-        self.batches = batches
-        shown = ", ".join(
-            f"{b.id} ({b.size} via {b.backend}{', provider id ' + b.provider_id if b.provider_id else ''})"
-            for b in batches[:10]
-        )
-        more = f" and {len(batches) - 10} more" if len(batches) > 10 else ""
-        super().__init__(
-            f"edition {edition}: {count} recipient{'s' if count != 1 else ''} in {len(batches)} "
-            f"batch{'es' if len(batches) != 1 else ''} have an unknown outcome: a run stopped after handing them "
-            f"to the backend and before hearing back (batches {shown}{more}); nothing sent. "
-            "Find out whether they went out, then re-run with --mark-unknown-sent (they were delivered) or "
-            "--resend-unknown (they were not; anyone who did get it gets it twice). For SendGrid, every message "
-            "carries custom_args 'edition' and 'batch' (the batch id): search the Activity feed for those batch ids. "
-            f"'digest status {edition}' lists them again."
-        )
 
 
 # --- plan ---------------------------------------------------------------------------------------
@@ -136,7 +115,7 @@ class SendPlan:
 
     build: Build
     backend: Backend
-    ledger: Ledger | None
+    ledger: BatchStore | None
     mode: Literal["send", "test", "dry-run"]
     unknown_policy: UnknownPolicy
     retry_failed: bool
@@ -193,7 +172,7 @@ def prepare_send(
     backend: Backend,
     recipients: Iterable[Recipient | RowProblemLike] | None,
     *,
-    ledger: Ledger | None,
+    ledger: BatchStore | None,
     test: bool = False,
     dry_run: bool = False,
     unknown: UnknownPolicy = "stop",
@@ -207,7 +186,7 @@ def prepare_send(
     - otherwise (the newsletter lock must be held): the edition is begun (content-hash rule, see
       Ledger.begin_edition), in-flight rows left by a dead run become unknown, and the list is added
       as pending. `recipients=None` sends to the edition's pending rows as the ledger has them (digest retry).
-      Unknown rows with unknown="stop" raise UnknownOutcomes before the list is read.
+      Unknown rows with unknown="stop" raise UnsettledBatches before the list is read.
     """
     if test and dry_run:
         mode: Literal["send", "test", "dry-run"] = "dry-run"
@@ -236,7 +215,7 @@ def prepare_send(
     ledger.recover_in_flight(build.edition)
     unknown_now = ledger.counts(build.edition)["unknown"]
     if unknown_now and unknown == "stop":
-        raise UnknownOutcomes(build.edition, unknown_now, ledger.unknown_batches(build.edition))
+        raise UnsettledBatches(build.edition, unknown_now, ledger.unknown_batches(build.edition))
     plan.unknown = unknown_now
     if recipients is None:
         counts = ledger.counts(build.edition)
@@ -245,7 +224,11 @@ def prepare_send(
         plan.run_id = plan.scope = ledger.start_run(build.edition, backend.name)
         # The list is read (CSV, validation) on a worker thread while SQLite stores the previous chunk.
         listed = _read_ahead(_valid(recipients, plan.problems))
-        added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
+        try:
+            added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
+        except BaseException:
+            ledger.finish_run(plan.run_id, "error")  # an unreadable list ends the run here, not as "died" later
+            raise
         plan.listed, plan.added = added.listed, added.added
         counts = ledger.counts(build.edition, run_id=plan.run_id)
     plan.already_sent = counts["sent"]
@@ -322,7 +305,7 @@ def _count_dry(plan: SendPlan, recipients: Iterable[Recipient | RowProblemLike] 
         counts = ledger.counts(edition)
         plan.unknown = counts["unknown"] + counts["in_flight"]  # a real run turns in_flight into unknown first
         if plan.unknown and plan.unknown_policy == "stop":
-            raise UnknownOutcomes(edition, plan.unknown, ledger.unknown_batches(edition, include_in_flight=True))
+            raise UnsettledBatches(edition, plan.unknown, ledger.unknown_batches(edition, include_in_flight=True))
     chunk: list[str] = []
 
     def flush() -> None:
@@ -461,7 +444,7 @@ def execute_send(
     """Carry out a plan from prepare_send. Raises DeliveryError when the backend stops the run
     (that batch goes back to pending first); otherwise returns the report (exit_code 4 if partial).
 
-    A batch whose outcome is unknown (OutcomeUnknown) is marked so and the run goes on with the next
+    A batch whose outcome is unknown (BatchOutcomeUnknown) is marked so and the run goes on with the next
     one: the rest of the list should not wait on one lost answer. After `max_unknown_in_a_row` such
     batches in a row the provider is evidently not answering, and the run stops with the rest pending.
     """
@@ -497,7 +480,7 @@ def send_edition(
     backend: Backend,
     recipients: Iterable[Recipient | RowProblemLike] | None,
     *,
-    ledger: Ledger | None,
+    ledger: BatchStore | None,
     personalize: Personalize,
     test: bool = False,
     dry_run: bool = False,
@@ -534,7 +517,7 @@ def _send_test(plan: SendPlan, report: SendReport, personalize: Personalize, pro
                 result = backend.send_batch(
                     build=plan.build, batch=[personalize(r) for r in chunk], batch_id=batch_id, test=True
                 )
-            except OutcomeUnknown as exc:
+            except BatchOutcomeUnknown as exc:
                 report.unknown += len(chunk)
                 _add_batch(report, BatchOutcome(batch_id, len(chunk), unknown=len(chunk), error=str(exc)))
                 continue
@@ -551,14 +534,14 @@ def _send_ledgered(
     """The write-ahead loop, with up to `backend.concurrency` batches out at once, each on its own thread.
 
     Per batch, as ever: claim (in flight, fsynced) -> hand to the backend -> record the answer, so a crash
-    leaves at most `concurrency` batches handed over and unanswered (unknown). While the window is full,
-    the next batch is reserved (Ledger.reserve_batch: in flight, but without the batch row that says it was
-    handed over), personalised and its request built, so that between an answer and the next request only
-    Ledger.promote is left: one small fsynced commit that writes the next batch row and, after an all-sent
-    answer, marks the answered batch done; its rows are marked sent once the next request is out. Reserved
-    rows have no batch row (recover_in_flight: pending again), rows of a done batch were accepted
-    (recover_in_flight: sent). A DeliveryError stops new batches; the ones still out are answered and
-    recorded before it is raised.
+    leaves at most `concurrency` batches handed over and unanswered (unknown). While the window is full and
+    no answer is waiting, up to `concurrency` next batches are reserved (Ledger.reserve_batch: in flight, but
+    without the batch row that says they were handed over), personalised and their requests built, so that
+    between an answer and the next request only Ledger.promote is left: one small fsynced commit that writes
+    the next batch row and, after an all-sent answer, marks the answered batch done; its rows are marked
+    sent once the next request is out. Reserved rows have no batch row (recover_in_flight: pending again),
+    rows of a done batch were accepted (recover_in_flight: sent). A DeliveryError stops new batches; the
+    ones still out are answered and recorded before it is raised.
     """
     ledger = plan.ledger
     assert ledger is not None and plan.run_id is not None  # prepare_send guarantees both for mode "send"
@@ -574,8 +557,8 @@ def _send_ledgered(
     outcome = "error"
     thresholds = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
-    plan.backend.open()
     try:
+        plan.backend.open()  # inside the try: a run the backend refuses to start (TLS, bad key) still records its end
         window.run()
         outcome = "partial" if (report.failed or report.unknown or report.stopped) else "done"
     finally:
@@ -590,12 +573,12 @@ def _send_ledgered(
 
 
 class _Window:
-    """One ledgered run's batches: those out with the backend, the next one made ahead, the answers."""
+    """One ledgered run's batches: those out with the backend, the next ones made ahead, the answers."""
 
     def __init__(
         self,
         plan: SendPlan,
-        ledger: Ledger,
+        ledger: BatchStore,
         report: SendReport,
         personalize: Personalize,
         progress: Progress | None,
@@ -610,7 +593,7 @@ class _Window:
         self.width = max(1, self.backend.concurrency)
         self.flights: dict[str, _Flight] = {}
         self.answers: queue.SimpleQueue[_Flight] = queue.SimpleQueue()
-        self.ahead: _Ahead | None = None
+        self.ahead: collections.deque[_Ahead] = collections.deque()  # reserved and prepared, in batch order
         self.answered: _Answered | None = None  # all sent; settled by the next promote, rows recorded after
         self.seq = 0
         self.unknown_in_a_row = 0
@@ -627,16 +610,20 @@ class _Window:
                 exhausted = not self._launch()
             if not self.flights:
                 break
-            if not (stopping or exhausted) and self.ahead is None:
-                self.ahead = _prepare_next(
+            # Made while requests are out, so an answer is followed by the next request at once.
+            while not (stopping or exhausted) and len(self.ahead) < self.width and self.answers.empty():
+                ahead = _prepare_next(
                     self.ledger,
                     self.backend,
                     self.build,
                     self.personalize,
                     self.scope,
                     self.size,
-                    self._batch_id(self.seq + 1),
+                    self._batch_id(self.seq + len(self.ahead) + 1),
                 )
+                if ahead is None:
+                    break
+                self.ahead.append(ahead)
             self._settle(self.answers.get())
         self._record_answered()
         self._drop_ahead()
@@ -656,7 +643,7 @@ class _Window:
         nothing is pending."""
         ledger, build, backend = self.ledger, self.build, self.backend
         batch_id = self._batch_id(self.seq + 1)
-        ahead = self.ahead
+        ahead = self.ahead[0] if self.ahead else None
         if ahead is not None and ahead.batch_id == batch_id:
             # Reserved while other requests were out: only the batch row is left to write, and an answered
             # batch's "done" goes in the same fsynced commit (its rows follow below).
@@ -665,7 +652,7 @@ class _Window:
             ledger.promote(
                 self.edition, batch_id, len(ahead.rows), backend.name, build.content_hash, run_id=self.scope, done=done
             )
-            self.ahead = None
+            self.ahead.popleft()
             rows, send = ahead.rows, ahead.send
         else:
             self._record_answered()
@@ -690,7 +677,7 @@ class _Window:
         batch_id, rows = flight.batch_id, flight.rows
         try:
             result = flight.result()
-        except OutcomeUnknown as exc:
+        except BatchOutcomeUnknown as exc:
             self.ledger.mark_batch_unknown(batch_id, str(exc))
             self.report.unknown += len(rows)
             _add_batch(self.report, BatchOutcome(batch_id, len(rows), unknown=len(rows), error=str(exc)))
@@ -706,7 +693,7 @@ class _Window:
             self.ledger.mark_batch_unknown(batch_id, f"interrupted: {exc!r}")
             raise
         current = _Answered(batch_id, rows, result)
-        if self.ahead is not None and self.answered is None and _all_sent(result, rows):
+        if self.ahead and self.answered is None and _all_sent(result, rows):
             self.answered = current  # the common answer: settled by the next promote, rows after its request
             self.unknown_in_a_row = 0
             return
@@ -719,9 +706,8 @@ class _Window:
             _record(self.ledger, self.report, self.edition, answered, self.progress)
 
     def _drop_ahead(self) -> None:
-        ahead, self.ahead = self.ahead, None
-        if ahead is not None:
-            self.ledger.drop_reservation(ahead.batch_id)
+        while self.ahead:
+            self.ledger.drop_reservation(self.ahead.pop().batch_id)
 
     def settle_leftovers(self) -> None:
         """After the loop, however it ended, nothing stays in flight in this run's hands.
@@ -759,7 +745,7 @@ def _all_sent(result: BatchResult, rows: list[PendingRow]) -> bool:
 
 
 def _record(
-    ledger: Ledger, report: SendReport, edition: str, answered: _Answered, progress: Progress | None
+    ledger: BatchStore, report: SendReport, edition: str, answered: _Answered, progress: Progress | None
 ) -> dict[str, int]:
     """Record an answer in the ledger (Ledger.record; for a batch promote already marked done, the same)
     and in the report; returns the counts by new state."""
@@ -815,7 +801,7 @@ def _prepared(backend: Backend, build: Build, batch: list[Personal], batch_id: s
 
 
 def _prepare_next(
-    ledger: Ledger,
+    ledger: BatchStore,
     backend: Backend,
     build: Build,
     personalize: Personalize,
