@@ -35,6 +35,7 @@ from _factories import (
 )
 
 from digest.config import Section, Settings
+from digest.css import style_blocks
 from digest.errors import TemplateError
 from digest.inline import inline_css, strip_remote_css
 from digest.models import Selection, Window
@@ -53,7 +54,6 @@ GOLDEN = Path(__file__).parent / "golden"
 CONTENT = Path(__file__).resolve().parent.parent / "content"
 EDITION = "mayors-innovation-2020-01"
 GENERIC = re.compile(r"^\s*(click here|here|read more|more|learn more)[\s.!:…»→]*$", re.IGNORECASE)
-STYLE_BLOCK = re.compile(r"<style\b[^>]*>(.*?)</style>", re.IGNORECASE | re.DOTALL)
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -94,10 +94,6 @@ def html(request: pytest.FixtureRequest, settings: Settings) -> str:
 
 def _doc(html: str) -> Any:
     return lxml.html.document_fromstring(html)
-
-
-def _styles(html: str) -> list[str]:
-    return STYLE_BLOCK.findall(html)
 
 
 def _media_blocks(css: str) -> list[str]:
@@ -185,7 +181,7 @@ def test_color_scheme_metas_and_root_rule(html: str) -> None:
 
 def test_dark_mode_block_with_important(html: str) -> None:
     """A prefers-color-scheme: dark block exists and every declaration in it is !important."""
-    css = "".join(_styles(html))
+    css = "".join(style_blocks(html))
     dark = [b for b in _media_blocks(css) if "prefers-color-scheme" in b]
     assert len(dark) == 1
     declarations = re.findall(r"[\w-]+\s*:\s*[^;{}]+", dark[0].split("{", 1)[1])
@@ -194,7 +190,7 @@ def test_dark_mode_block_with_important(html: str) -> None:
 
 def test_responsive_media_queries_keep_important(html: str) -> None:
     """MJML's column widths and our phone rules keep !important after premailer."""
-    css = "".join(_styles(html))
+    css = "".join(style_blocks(html))
     assert re.search(
         r"@media only screen and \(min-width:480px\)\s*\{\s*\.mj-column-per-\d+\s*\{\s*width:\d+%\s*!important", css
     )
@@ -242,12 +238,12 @@ def test_footer_has_address_and_unsubscribe(golden_html: str) -> None:
 
 def test_style_bytes_within_gmail_limit(html: str) -> None:
     """All <style> content together stays under Gmail's 16,384 bytes."""
-    assert sum(len(s.encode()) for s in _styles(html)) <= 16_384
+    assert sum(len(s.encode()) for s in style_blocks(html)) <= 16_384
 
 
 def test_no_style_block_mixes_nested_at_rule_with_media(html: str) -> None:
     """No <style> block has an at-rule nested in an at-rule next to @media (Gmail drops such blocks)."""
-    styles = _styles(html)
+    styles = style_blocks(html)
     assert not any("@media" in s and re.search(r"@[\w-]+\s*\{[^{}]*@", s) for s in styles)
 
 
@@ -493,7 +489,7 @@ def test_inline_css_puts_rules_on_elements_and_keeps_style_blocks() -> None:
     compiled = _mrml('<mj-text css-class="x"><p class="x">Hi</p></mj-text>')
     out = inline_css(compiled)
     assert 'class="x" style="display:block; margin:13px 0; color:red"' in out
-    assert _styles(compiled) == _styles(out)
+    assert style_blocks(compiled) == style_blocks(out)
     assert "@media (prefers-color-scheme:dark){.x{color:blue !important}}" in out
 
 

@@ -24,13 +24,13 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .config import Settings
+from .css import style_bytes
 from .errors import BuildError, ConfigError
 from .message import build_message
 from .models import Build, Rendered, Selection
@@ -45,18 +45,12 @@ MANIFEST_FILE = "manifest.json"
 OUR_FILES = (HTML_FILE, TEXT_FILE, EML_FILE, MJML_FILE, PREVIEW_FILE, MANIFEST_FILE)
 MANIFEST_FORMAT = 1
 _REQUIRED = ("edition", "newsletter", "period", "content_hash", "subject", "preheader", "sender", "reply_to")
-_STYLE = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
 
 
 def content_hash(subject: str, html: str, text: str) -> str:
     """ "sha256:<hex>" over subject, HTML and text: what the ledger pins an edition to."""
     digest = hashlib.sha256("\n".join((subject, html, text)).encode("utf-8")).hexdigest()
     return f"sha256:{digest}"
-
-
-def style_bytes(html: str) -> int:
-    """Bytes inside all <style> blocks (Gmail drops them all past 16,384)."""
-    return sum(len(block.encode("utf-8")) for block in _STYLE.findall(html))
 
 
 def _file_hash(data: bytes) -> str:

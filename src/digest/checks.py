@@ -26,6 +26,7 @@ from lxml.etree import ParserError, _Element
 
 from .build import read_build
 from .config import Settings
+from .css import style_blocks, style_bytes
 from .deliver.base import Personal
 from .deliver.mime import MessageTemplate
 from .errors import ConfigError
@@ -50,7 +51,6 @@ CONTRAST_TEXT = 4.5  # WCAG 1.4.3 (row 20)
 CONTRAST_LARGE = 3.0  # WCAG large text: >= 24px, or >= 18.66px bold
 
 GENERIC_LINK_TEXT = re.compile(r"(click here|click|here|read more|more|learn more|more information|link|this link)")
-_STYLE_BLOCK = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
 _PLACEHOLDER = re.compile(r"%%[A-Za-z_][A-Za-z0-9_:]*%%")
 _MSG_ID = re.compile(r"^<[^<>@\s]+@[^<>@\s]+>$")
 _HTTPS_URL = re.compile(r"https://[^\s<>\"')\]]+")
@@ -330,8 +330,8 @@ def nested_at_rule(css: str) -> bool:
 
 
 def _check_styles(html: str) -> list[CheckResult]:
-    blocks = _STYLE_BLOCK.findall(html)
-    total = sum(len(b.encode("utf-8")) for b in blocks)
+    blocks = style_blocks(html)
+    total = style_bytes(html)
     detail = f"{total:,} bytes in {len(blocks)} <style> block(s) (budget {STYLE_BUDGET:,})"
     size = _pass("style-size", detail, total)
     if total > STYLE_BUDGET:

@@ -20,6 +20,8 @@ import types
 
 from lxml import etree
 
+from .css import STYLE_BLOCK
+
 
 class _NoNetwork(types.ModuleType):
     """Stands in for `requests` inside premailer, which imports it only to fetch remote stylesheets.
@@ -86,7 +88,6 @@ merge_style.csstext_to_pairs = _pairs_unvalidated
 
 DOCTYPE = "<!doctype html>"
 _LINK_STYLESHEET = re.compile(r"<link\b[^>]*\brel\s*=\s*[\"']?stylesheet\b[^>]*>", re.IGNORECASE)
-_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style\s*>)", re.IGNORECASE | re.DOTALL)
 _IMPORT = re.compile(r"@import\s+(?:url\([^)]*\)|\"[^\"]*\"|'[^']*')[^;{}]*;?", re.IGNORECASE)
 _LEADING_DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>\s*", re.IGNORECASE)
 
@@ -102,7 +103,7 @@ def strip_remote_css(html: str) -> str:
         body = _IMPORT.sub("", body)
         return "" if not body.strip() else f"{opening}{body}{closing}"
 
-    return _STYLE_BLOCK.sub(clean, html)
+    return STYLE_BLOCK.sub(clean, html)
 
 
 def _lang_on_body_children(root: etree._Element) -> None:
