@@ -11,17 +11,20 @@ from __future__ import annotations
 import dataclasses
 import email.policy
 import email.utils
+import functools
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Literal
 
 import lxml.html
+import tinycss2
+import tinycss2.color4
 from lxml.etree import ParserError, _Element
 
 from .build import read_build
@@ -109,16 +112,18 @@ def _squash(text: str) -> str:
 # --- HTML ---------------------------------------------------------------------------------------
 
 
-def _style_dict(value: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for declaration in value.split(";"):
-        key, colon, val = declaration.partition(":")
-        if colon:
-            out[key.strip().lower()] = val.replace("!important", "").strip().lower()
-    return out
+def _declarations(css: str | list[tinycss2.ast.Node]) -> list[tinycss2.ast.Declaration]:
+    nodes = tinycss2.parse_blocks_contents(css, skip_comments=True, skip_whitespace=True)
+    return [node for node in nodes if node.type == "declaration"]
 
 
-def _is_hidden(element: _Element, style: dict[str, str]) -> bool:
+@functools.lru_cache(maxsize=1024)  # an email repeats the same few style attributes on hundreds of elements
+def _style_dict(value: str) -> Mapping[str, str]:
+    """A style attribute as {property: value}, both lower-case, without !important."""
+    return {d.lower_name: tinycss2.serialize(d.value).strip().lower() for d in _declarations(value)}
+
+
+def _is_hidden(element: _Element, style: Mapping[str, str]) -> bool:
     """Hidden, with everything inside, the ways email templates hide things (the preheader above all).
 
     font-size:0 is not among them: MJML puts it on every column wrapper to kill inline-block gaps,
@@ -149,47 +154,31 @@ def _px(value: str, inherited: float | None) -> float | None:
     return None if inherited is None else inherited * (number if unit == "em" else number / 100)
 
 
-_NAMED = {
-    "white": (255, 255, 255),
-    "black": (0, 0, 0),
-    "red": (255, 0, 0),
-    "gray": (128, 128, 128),
-    "grey": (128, 128, 128),
-    "silver": (192, 192, 192),
-    "blue": (0, 0, 255),
-    "navy": (0, 0, 128),
-}
-_COLOR_TOKEN = re.compile(r"#[0-9a-f]{3,8}\b|rgba?\([^)]*\)|\b(?:transparent|" + "|".join(_NAMED) + r")\b")
-
 Color = tuple[int, int, int]
 _LINK_BLUE: Color = (0, 0, 238)  # what clients show for a link with no colour of its own
 
 
+def _channel(value: float) -> int:
+    # NaN stands for the `none` keyword, which CSS computes as 0; out-of-gamut values are clipped.
+    return 0 if value != value else round(min(max(value, 0.0), 1.0) * 255)
+
+
+@functools.lru_cache(maxsize=1024)
 def _color(value: str) -> Color | None | Literal["transparent"]:
-    """A colour from a CSS value; None when it cannot be told (gradients, images, alpha < 1)."""
-    match = _COLOR_TOKEN.search(value.lower())
-    if not match:
-        return None
-    token = match.group(0)
-    if token == "transparent":
-        return "transparent"
-    if token in _NAMED:
-        return _NAMED[token]
-    if token.startswith("#"):
-        digits = token[1:]
-        if len(digits) in {3, 4}:
-            digits = "".join(d * 2 for d in digits[:3])
-        elif len(digits) == 8 and digits[6:] != "ff":
-            return None
-        return (int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)) if len(digits) >= 6 else None
-    numbers = re.findall(r"[\d.]+%?", token)
-    if len(numbers) < 3 or (len(numbers) > 3 and float(numbers[3].rstrip("%")) < 1):
-        return None
-    try:
-        r, g, b = (round(float(n[:-1]) * 2.55) if n.endswith("%") else int(float(n)) for n in numbers[:3])
-    except ValueError:
-        return None
-    return (r, g, b)
+    """The first colour in a CSS value; None when it cannot be told (gradients, images, alpha < 1)."""
+    for token in tinycss2.parse_component_value_list(value, skip_comments=True):
+        if token.type == "ident" and token.lower_value == "transparent":
+            return "transparent"
+        if token.type not in {"hash", "ident", "function"}:
+            continue
+        parsed = tinycss2.color4.parse_color(token)
+        if parsed is None:
+            continue
+        if isinstance(parsed, str) or parsed.alpha < 1:
+            return None  # currentcolor, or a colour that lets the background through
+        red, green, blue = parsed.to("srgb").coordinates
+        return (_channel(red), _channel(green), _channel(blue))
+    return None
 
 
 def _luminance(rgb: Color) -> float:
@@ -303,29 +292,21 @@ def _visible_text(texts: list[_Text]) -> str:
 
 def nested_at_rule(css: str) -> bool:
     """True when an at-rule sits inside another one (`@goodbye { @gmail }`, `@media { @supports }`)."""
-    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
-    css = re.sub(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'", '""', css)
-    stack: list[bool] = []  # per open block: is it an at-rule block?
-    prelude = ""
-    for char in css:
-        if char == "{":
-            is_at = prelude.strip().startswith("@")
-            if is_at and any(stack):
+    return _nests(tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True), in_at_rule=False)
+
+
+def _nests(rules: list[tinycss2.ast.Node], *, in_at_rule: bool) -> bool:
+    for rule in rules:
+        if rule.type == "at-rule":
+            if in_at_rule:
                 return True
-            stack.append(is_at)
-            prelude = ""
-        elif char == "}":
-            if prelude.strip().startswith("@") and any(stack):
-                return True  # a bare at-keyword closing an at-rule block: `@goodbye { @gmail }`
-            if stack:
-                stack.pop()
-            prelude = ""
-        elif char == ";":
-            if prelude.strip().startswith("@") and any(stack):
-                return True  # a statement at-rule (@import, @charset) inside an at-rule block
-            prelude = ""
-        else:
-            prelude += char
+            inner = tinycss2.parse_rule_list(rule.content or [], skip_comments=True, skip_whitespace=True)
+            if _nests(inner, in_at_rule=True):
+                return True
+        elif rule.type == "qualified-rule" and in_at_rule:
+            inner = tinycss2.parse_blocks_contents(rule.content, skip_comments=True, skip_whitespace=True)
+            if _nests(inner, in_at_rule=True):
+                return True
     return False
 
 
@@ -537,14 +518,32 @@ def _check_color_scheme(root: _Element) -> CheckResult:
         for name in ("color-scheme", "supported-color-schemes")
         if not {"light", "dark"} <= set(metas.get(name, "").split())
     ]
-    css = " ".join(s.text or "" for s in root.iter("style")) + " " + (root.get("style") or "")
-    root_rule = re.search(r":root\s*\{[^}]*color-scheme\s*:\s*(light\s+dark|dark\s+light)", css, re.IGNORECASE)
-    on_html = re.search(r"color-scheme\s*:\s*(light\s+dark|dark\s+light)", root.get("style") or "", re.IGNORECASE)
+    css = " ".join(s.text or "" for s in root.iter("style"))
+    root_rule = _root_light_dark(tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True))
+    on_html = _light_dark(_style_dict(root.get("style") or "").get("color-scheme", ""))
     if not (root_rule or on_html):
         missing.append(":root{color-scheme:light dark}")
     if missing:
         return _fail("color-scheme", f"dark mode hints missing: {', '.join(missing)}; add them to the template head")
     return _pass("color-scheme", "color-scheme metas and :root color-scheme present")
+
+
+def _light_dark(value: str) -> bool:
+    return {"light", "dark"} <= set(value.lower().split())
+
+
+def _root_light_dark(rules: list[tinycss2.ast.Node]) -> bool:
+    """A :root rule, at any depth, declares color-scheme with both light and dark."""
+    for rule in rules:
+        if rule.type == "at-rule" and rule.content is not None:
+            inner = tinycss2.parse_rule_list(rule.content, skip_comments=True, skip_whitespace=True)
+            if _root_light_dark(inner):
+                return True
+        elif rule.type == "qualified-rule" and ":root" in tinycss2.serialize(rule.prelude).lower():
+            declared = {d.lower_name: tinycss2.serialize(d.value) for d in _declarations(rule.content)}
+            if _light_dark(declared.get("color-scheme", "")):
+                return True
+    return False
 
 
 def _check_font_size(texts: list[_Text]) -> CheckResult:
