@@ -43,6 +43,7 @@ from digest.render import (
     compile_mjml,
     date_range,
     edition_id,
+    event_when,
     group_items,
     make_environment,
     period_title,
@@ -160,6 +161,59 @@ def test_actions_are_named_after_their_item(settings: Settings) -> None:
     links = {a.text_content(): a.get("aria-label") for a in _doc(html).iter("a")}
     assert links["Register Now"] == "Register Now: Water Report"
     assert "Read More" not in links
+
+
+def test_both_parts_show_the_same_actions(settings: Settings) -> None:
+    """An action to the item's own page with a label of its own is in both parts; a generic one in neither."""
+    item = make_item("x", title="Water Report", actions=[("Read More", None), ("Register Now", None)])
+    out = render(make_selection([item]), dataclasses.replace(settings, utm=False), edition=EDITION)
+    links = {a.text_content(): a.get("href") for a in _doc(out.html).iter("a")}
+    assert links["Register Now"] == item.url and "Read More" not in links
+    assert f"Register Now: {item.url}\n" in out.text and "Read More" not in out.text
+
+
+def test_an_action_label_leads_in_once_escaped_and_without_its_stop(settings: Settings) -> None:
+    """ "Learn more & register here." reads "Learn more & register here: <title>" (aria-label) and
+    "...: <url>" (text part): its stop dropped, its '&' escaped once in the HTML, the visible label as written."""
+    item = make_item("m", title="Summer 2017 Meeting", actions=[("Learn more & register here.", None)])
+    out = render(make_selection([item]), dataclasses.replace(settings, utm=False), edition=EDITION)
+    (link,) = [a for a in _doc(out.html).iter("a") if a.get("aria-label", "").startswith("Learn")]
+    assert link.get("aria-label") == "Learn more & register here: Summer 2017 Meeting"
+    assert link.text_content() == "Learn more & register here."
+    assert 'aria-label="Learn more &amp; register here: Summer 2017 Meeting"' in out.html
+    assert "&amp;amp;" not in out.html
+    assert f"\nLearn more & register here: {item.url}\n" in out.text
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "when", "shown"),
+    [
+        (dt.date(2014, 11, 18), None, "Tuesday, November 18", "November 18, 2014"),
+        (dt.date(2018, 3, 7), None, "Wed, March 7, 2018", "March 7, 2018"),
+        (dt.date(2015, 12, 6), dt.date(2015, 12, 7), "December 6 - 7, 2015 in Boston, MA", "December 6 – 7, 2015"),
+        (
+            dt.date(2017, 8, 16),
+            dt.date(2017, 8, 18),
+            "Wednesday, August 16 - Friday, August 18",
+            "August 16 – 18, 2017",
+        ),
+        (
+            dt.date(2019, 5, 15),
+            None,
+            "Wednesday, May 15, 1 - 2pm CST",
+            "May 15, 2019 · Wednesday, May 15, 1 - 2pm CST",
+        ),
+    ],
+)
+def test_an_event_date_is_shown_once(
+    settings: Settings, start: dt.date, end: dt.date | None, when: str, shown: str
+) -> None:
+    """A `when` that adds only weekday names or "in" to the dates and place is not shown again; a time is."""
+    item = make_event("e", title="Workshop", start=start, end=end, when=when, place="Boston, MA")
+    assert event_when(item) == shown
+    out = render(make_selection([], upcoming=[item]), settings, edition=EDITION)
+    assert f"When: {shown}\n" in out.text
+    assert f"<b>When:</b> {shown}<br>" in out.html
 
 
 def test_title_is_the_subject_and_one_h1(html: str) -> None:
