@@ -77,8 +77,7 @@ def test_a_digest_error_in_the_child_is_raised_here_with_its_problems() -> None:
 
 
 def test_a_child_that_fails_otherwise_leaves_the_work_to_this_process() -> None:
-    """A bug (any other exception), a result that does not pickle, or a child that dies: the work
-    is done again here, so what the user sees is exactly what a serial run would show."""
+    """A bug, an unpicklable result or a dead child: the work is done again here, as a serial run would."""
     seen = _run(
         """
         import json, os
@@ -128,9 +127,7 @@ def test_no_child_while_another_thread_runs() -> None:
 
 
 def test_a_first_build_parses_in_a_child_and_builds_the_same_email(tmp_path: Path) -> None:
-    """The build whose content is parsed in a child (fresh process, caches off) writes the same files
-    as one parsed in-process (this test process already has the parsers), and the parsers were
-    never imported by the building process."""
+    """A build parsed in a child writes the same files as one parsed here, without importing the parsers."""
     project = tmp_path / "project"
     shutil.copytree(REPO / "content", project / "content")
     shutil.copy(REPO / "digest.toml", project / "digest.toml")

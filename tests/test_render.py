@@ -173,8 +173,7 @@ def test_both_parts_show_the_same_actions(settings: Settings) -> None:
 
 
 def test_an_action_label_leads_in_once_escaped_and_without_its_stop(settings: Settings) -> None:
-    """ "Learn more & register here." reads "Learn more & register here: <title>" (aria-label) and
-    "...: <url>" (text part): its stop dropped, its '&' escaped once in the HTML, the visible label as written."""
+    """An action label's closing stop is dropped in its aria-label and text line, and its '&' escaped once."""
     item = make_item("m", title="Summer 2017 Meeting", actions=[("Learn more & register here.", None)])
     out = render(make_selection([item]), dataclasses.replace(settings, utm=False), edition=EDITION)
     (link,) = [a for a in _doc(out.html).iter("a") if a.get("aria-label", "").startswith("Learn")]
@@ -564,8 +563,7 @@ def test_inline_css_strips_remote_css_and_never_touches_the_network(monkeypatch:
 
 
 def test_cssutils_cannot_fetch_an_import_that_slipped_through() -> None:
-    """Behind strip_remote_css, cssutils' own fetcher is a stand-in that refuses: an @import parsed
-    straight through cssutils fails at the fetch, and the real fetcher (urllib) was never loaded."""
+    """An @import that reaches cssutils directly fails at its stand-in fetcher; urllib is never loaded."""
     import cssutils
 
     parser = cssutils.CSSParser(fetcher=None, raiseExceptions=True)
@@ -575,9 +573,7 @@ def test_cssutils_cannot_fetch_an_import_that_slipped_through() -> None:
 
 
 def test_premailer_is_imported_without_urllib_request_and_cssutils_still_cannot_fetch() -> None:
-    """In a fresh interpreter (this one has urllib.request already): importing the inliner leaves
-    urllib.request (and http.client, ssl) unimported, inlining works, and an @import cssutils would
-    resolve against a file path fails instead of reading anything."""
+    """A fresh interpreter inlines without importing urllib.request, and cssutils still cannot read an @import."""
     script = (
         "import sys\n"
         "from digest.inline import inline_css\n"

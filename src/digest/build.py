@@ -58,9 +58,7 @@ def _file_hash(data: bytes) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    # A reader (a send started meanwhile, the preview server) sees the old file or the new one,
-    # never half of one. No fsync: a build is re-made in a third of a second, and read_build checks
-    # every file against the manifest's hashes, so a file torn by a power cut is refused, not sent.
+    # Readers see the old file or the new one; no fsync, as read_build refuses a file torn by a crash.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(data)

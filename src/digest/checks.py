@@ -1,8 +1,7 @@
 """Checks: the quality gates over a build (size, styles, MIME, headers, accessibility, SpamAssassin).
 
-Each check is one row of /work/shared/EMAIL-QUALITY.md §1 that can be run offline; docs/CHECKS.md lists
-them with thresholds. The checks look at what a list recipient will get: the build's HTML and text with
-every placeholder filled by realistic sample values (a long name, a real-length unsubscribe URL), in the
+docs/CHECKS.md lists the checks with their thresholds ("row N" is the row of its table). They look at
+what a list recipient gets: the build with every placeholder filled by realistic sample values, in the
 message delivery would send, one-click headers included.
 """
 
