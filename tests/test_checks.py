@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from _factories import POSTAL_ADDRESS, make_settings
 
-from digest import checks
+from digest import appearance, checks
 from digest.build import read_build
 from digest.checks import CheckResult, check_build, check_html, check_message, check_spamassassin, check_text
 from digest.config import Settings, load_settings
@@ -208,7 +208,7 @@ def test_nested_at_rule_next_to_media_fails(settings: Settings) -> None:
 )
 def test_nested_at_rule_detection(css: str, nested: bool) -> None:
     """At-rules inside at-rules are found, at any depth; comments and strings do not count."""
-    assert checks.nested_at_rule(css) is nested
+    assert appearance.nested_at_rule(css) is nested
 
 
 # --- rows 10-12 and 4: the message --------------------------------------------------------------
@@ -510,8 +510,8 @@ def test_a_gradient_background_makes_contrast_unknown(settings: Settings) -> Non
 
 def test_contrast_ratio_matches_wcag() -> None:
     """Black on white is 21:1; #777 on white about 4.48:1."""
-    assert checks.contrast_ratio((0, 0, 0), (255, 255, 255)) == pytest.approx(21.0)
-    assert checks.contrast_ratio((0x77, 0x77, 0x77), (255, 255, 255)) == pytest.approx(4.48, abs=0.01)
+    assert appearance.contrast_ratio((0, 0, 0), (255, 255, 255)) == pytest.approx(21.0)
+    assert appearance.contrast_ratio((0x77, 0x77, 0x77), (255, 255, 255)) == pytest.approx(4.48, abs=0.01)
 
 
 # --- row 26: SpamAssassin ------------------------------------------------------------------------
