@@ -9,6 +9,7 @@ import random
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import _factories as factories
@@ -385,3 +386,17 @@ def test_a_429_holds_back_the_next_request_of_every_batch(emulator: SendGridEmul
     assert b.send_batch(make_build(), [person(2)], "b2").sent == ["user2@example.org"]
     assert len(sleeps) == 2 and all(25 < s <= 31 for s in sleeps)  # the reset is a whole second
     assert [r["status"] for r in emulator.requests()] == [429, 202, 202]
+
+
+def test_concurrency_defaults_to_four_and_is_bounded(tmp_path: Path) -> None:
+    """[sendgrid] concurrency is 4 unless set; 0 or more than 16 is refused naming the setting and its range."""
+    from digest.config import load_settings
+    from digest.errors import ConfigError
+
+    assert SendGridBackend(load_settings(env={}, cwd=tmp_path).sendgrid).concurrency == 4
+    assert load_settings(env={"DIGEST_SENDGRID_CONCURRENCY": "1"}, cwd=tmp_path).sendgrid.concurrency == 1
+    for bad in ("0", "17"):
+        with pytest.raises(ConfigError, match=r"\[sendgrid\] concurrency must be 1\.\.16"):
+            load_settings(env={"DIGEST_SENDGRID_CONCURRENCY": bad}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match=r"\[smtp\] connections must be 1\.\.16"):
+        load_settings(env={"DIGEST_SMTP_CONNECTIONS": "0"}, cwd=tmp_path)
