@@ -78,16 +78,22 @@ def _close(text: str) -> str:
 
 def first_image(fragment: str, base: str) -> tuple[str, str]:
     """The first https image of the HTML that is not a tracking pixel, with its alt text ("" if none)."""
-    from bs4 import BeautifulSoup
+    if "<img" not in fragment.lower():
+        return "", ""
+    import lxml.html
 
-    for img in BeautifulSoup(fragment, "html.parser").find_all("img"):
-        src = urljoin(base, str(img.get("src") or "").strip())
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except (ValueError, lxml.etree.ParserError):
+        return "", ""
+    for img in root.iter("img"):
+        src = urljoin(base, (img.get("src") or "").strip())
         if not src.lower().startswith("https://"):
             continue
-        sizes = [str(img.get(name) or "").strip().rstrip("px") for name in ("width", "height")]
+        sizes = [(img.get(name) or "").strip().removesuffix("px") for name in ("width", "height")]
         if any(size.isdigit() and int(size) <= 2 for size in sizes):
             continue  # a tracking pixel
-        if "display:none" in str(img.get("style") or "").replace(" ", "").lower():
+        if "display:none" in (img.get("style") or "").replace(" ", "").lower():
             continue
-        return src, " ".join(str(img.get("alt") or "").split())
+        return src, " ".join((img.get("alt") or "").split())
     return "", ""
