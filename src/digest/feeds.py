@@ -53,7 +53,8 @@ def _xml_feed(source: str, body: bytes, content_type: str, head: bytes) -> Feed:
                 source, f"declares an unknown encoding '{name}'; the feed is broken at its source"
             ) from None
     headers = {"content-type": content_type} if content_type else {}
-    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=False)
+    # Links are made absolute and HTML is sanitised later, once, for every format (summaries.py).
+    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False)
     problem = parsed.get("bozo_exception")
     benign = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
     if not parsed.version:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from . import __version__
 from . import fetch as fetching
 from .config import FeedSettings, Settings
 from .entries import Entry, Feed
@@ -257,7 +258,12 @@ def _write_entries(
             continue
         seen.add(entry.key)
         previous = known.get(entry.key)
-        document = render(settings, rule, feed, entry, previous.first_seen if previous else today)
+        first_seen = previous.first_seen if previous else today
+        made_from = _input_sha256(settings, rule, entry, first_seen)
+        if previous is not None and previous.input_sha256 == made_from:
+            report.unchanged += 1  # the same entry under the same settings: the same text, not made again
+            continue
+        document = render(settings, rule, feed, entry, first_seen)
         if isinstance(document, Skipped):
             report.skipped.append(document)
             continue
@@ -276,6 +282,7 @@ def _write_entries(
                 continue
             if digest == previous.sha256:
                 report.unchanged += 1
+                written[entry.key] = Written(path.name, digest, made_from, first_seen)
                 continue
             if on_disk != previous.sha256:
                 report.kept.append(Kept(_shown(path), EDITED_BY_HAND))
@@ -283,7 +290,7 @@ def _write_entries(
         elif on_disk == digest:
             # Written by an import whose state was lost: adopt it rather than write a copy.
             report.unchanged += 1
-            written[entry.key] = Written(path.name, digest, document.first_seen)
+            written[entry.key] = Written(path.name, digest, made_from, first_seen)
             continue
         else:
             document.front["id"] = _free_slug(document.front["id"], taken)
@@ -296,8 +303,14 @@ def _write_entries(
             continue
         taken[document.front["id"]] = path.name
         (report.updated if previous is not None else report.new).append(_shown(path))
-        written[entry.key] = Written(path.name, digest, document.first_seen)
+        written[entry.key] = Written(path.name, digest, made_from, first_seen)
     return written
+
+
+def _input_sha256(settings: Settings, rule: FeedSettings, entry: Entry, first_seen: dt.date) -> str:
+    """A hash of everything an entry's file is made from, so an unchanged entry is recognised without rendering."""
+    shape = (__version__, entry, rule, first_seen, settings.timezone, settings.summary_words, settings.words)
+    return _sha256(repr(shape).encode("utf-8"))
 
 
 @dataclass

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS entries (
     key TEXT NOT NULL,
     file TEXT NOT NULL,
     sha256 TEXT NOT NULL,
+    input_sha256 TEXT NOT NULL,
     first_seen TEXT NOT NULL,
     PRIMARY KEY (source, key)
 );
@@ -33,10 +34,12 @@ CREATE TABLE IF NOT EXISTS entries (
 
 @dataclass(frozen=True)
 class Written:
-    """What an import wrote for one entry: the file (name in content_dir), its hash, the day first seen."""
+    """What an import wrote for one entry: the file (name in content_dir), its hash, the hash of what it was
+    made from (the entry and the settings that shape it), the day the entry was first seen."""
 
     file: str
     sha256: str
+    input_sha256: str
     first_seen: dt.date
 
 
@@ -67,14 +70,17 @@ class ImportState:
         return (str(row[0]), str(row[1])) if row else ("", "")
 
     def entries(self, source: str) -> dict[str, Written]:
-        rows = self._db.execute("SELECT key, file, sha256, first_seen FROM entries WHERE source = ?", (source,))
-        return {key: Written(file, sha, dt.date.fromisoformat(seen)) for key, file, sha, seen in rows}
+        rows = self._db.execute(
+            "SELECT key, file, sha256, input_sha256, first_seen FROM entries WHERE source = ?", (source,)
+        )
+        return {key: Written(file, sha, made, dt.date.fromisoformat(seen)) for key, file, sha, made, seen in rows}
 
     def save_feed(self, source: str, etag: str, last_modified: str, written: dict[str, Written]) -> None:
         """Record a feed's validators and the entries written, in one transaction."""
         if self.read_only:
             return
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        rows = written.items()
         with self._db:
             self._db.execute(
                 "INSERT INTO feeds (source, etag, last_modified, checked_at) VALUES (?, ?, ?, ?) "
@@ -83,6 +89,7 @@ class ImportState:
                 (source, etag, last_modified, now),
             )
             self._db.executemany(
-                "INSERT OR REPLACE INTO entries (source, key, file, sha256, first_seen) VALUES (?, ?, ?, ?, ?)",
-                [(source, key, w.file, w.sha256, w.first_seen.isoformat()) for key, w in written.items()],
+                "INSERT OR REPLACE INTO entries (source, key, file, sha256, input_sha256, first_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(source, key, w.file, w.sha256, w.input_sha256, w.first_seen.isoformat()) for key, w in rows],
             )
