@@ -203,3 +203,19 @@ def test_import_then_build_has_news_and_upcoming_events(server: FeedServer, fold
     assert re.search(r"Mayors(&#39;|&#x27;|')\s*Summit", html)
     assert "April 2, 2020, 18:00 – 20:00 CDT" in text  # 19:00 in New York, shown in Chicago time
     assert "<script" not in html.split("</head>", 1)[1]
+
+
+def test_no_feeds_configured_is_not_an_error(folder: Path) -> None:
+    """Without SOURCE or [[feeds]], import says so and exits 0, so `digest import && digest send` still sends."""
+    result = run("import")
+    assert result.exit_code == 0 and "No feeds to import" in result.output
+    assert not (folder / "content").exists() or not any((folder / "content").iterdir())
+
+
+def test_readme_recipes_import_then_send(repo: Path) -> None:
+    """The cron, systemd and GitHub Actions recipes run digest import before digest send."""
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    cron = re.search(r"```cron\n(.*?)\n```", readme, re.S)
+    assert cron and ".venv/bin/digest import && .venv/bin/digest send --period previous-month" in cron.group(1)
+    assert "ExecStartPre=/srv/newsletter/.venv/bin/digest import\n" in readme
+    assert "- run: digest import && digest send --period previous-month" in readme

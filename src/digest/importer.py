@@ -106,6 +106,8 @@ Fetcher = Callable[..., fetching.Fetched]
 
 def report_lines(report: ImportReport) -> list[str]:
     """The outcome for people: one line per feed, one per file written or left alone, a closing line."""
+    if not report.feeds:
+        return ["No feeds to import: give a feed URL or file, or add [[feeds]] to digest.toml (docs/IMPORT.md)."]
     lines: list[str] = []
     verb = "would write" if report.dry_run else "wrote"
     for feed in report.feeds:
@@ -160,10 +162,7 @@ def import_feeds(
     rules = {rule.url: rule for rule in settings.feeds}
     chosen = [_rule(settings, source, rules) for source in sources] if sources else list(settings.feeds)
     if not chosen:
-        raise FeedError(
-            str(settings.config_file or "digest.toml"),
-            "no feeds to import; give a feed URL or file, or add [[feeds]] url = ... (docs/IMPORT.md)",
-        )
+        return ImportReport(feeds=(), dry_run=dry_run)  # nothing configured: a scheduled run goes on to send
     zone = zoneinfo.ZoneInfo(settings.timezone)
     today = today or dt.datetime.now(zone).date()
     folder = settings.path(settings.content_dir)
