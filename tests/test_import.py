@@ -219,3 +219,24 @@ def test_readme_recipes_import_then_send(repo: Path) -> None:
     assert cron and ".venv/bin/digest import && .venv/bin/digest send --period previous-month" in cron.group(1)
     assert "ExecStartPre=/srv/newsletter/.venv/bin/digest import\n" in readme
     assert "- run: digest import && digest send --period previous-month" in readme
+
+
+def test_lost_state_adopts_the_files_already_there(server: FeedServer, folder: Path) -> None:
+    """With .digest-import.sqlite3 deleted, a re-import finds its own files unchanged and writes no copies."""
+    feed = server.url + "/atom.xml"
+    assert run("import", feed).exit_code == 0
+    before = snapshot(folder)
+    (folder / ".digest-import.sqlite3").unlink()
+    again = run("import", feed)
+    assert "0 new, 0 updated, 2 unchanged" in again.output
+    assert snapshot(folder) == before
+
+
+def test_calendar_is_read_every_time_for_new_occurrences(server: FeedServer, folder: Path) -> None:
+    """A calendar is fetched without validators, so a later run imports the occurrences that entered the horizon."""
+    calendar = server.url + "/events.ics"
+    assert run("import", "--today", "2020-03-15", calendar).exit_code == 0
+    later = run("import", "--today", "2020-03-29", calendar)
+    assert "if-none-match" not in server.requests[-1][1]
+    assert "2 new, 0 updated" in later.output  # Mondays June 15 and 22 are now within 90 days
+    assert (folder / "content" / "2019-12-15-office-hours-2020-06-22.md").exists()

@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 import zoneinfo
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,9 +101,6 @@ class ImportReport:
         return {"dry_run": self.dry_run, **totals, "failed": len(self.failed), "feeds": feeds}
 
 
-Fetcher = Callable[..., fetching.Fetched]
-
-
 def report_lines(report: ImportReport) -> list[str]:
     """The outcome for people: one line per feed, one per file written or left alone, a closing line."""
     if not report.feeds:
@@ -156,7 +153,6 @@ def import_feeds(
     dry_run: bool = False,
     today: dt.date | None = None,
     timeout: float = fetching.TIMEOUT,
-    fetcher: Fetcher = fetching.fetch,
 ) -> ImportReport:
     """Import `sources` (else every [[feeds]] entry); a feed that fails is reported and the others go on."""
     rules = {rule.url: rule for rule in settings.feeds}
@@ -174,8 +170,7 @@ def import_feeds(
         for rule in chosen:
             report = FeedReport(source=rule.url)
             try:
-                _import_one(settings, rule, state, report, taken, dry_run=dry_run, today=today, timeout=timeout,
-                            fetcher=fetcher)  # fmt: skip
+                _import_one(settings, rule, state, report, taken, dry_run=dry_run, today=today, timeout=timeout)
             except FeedError as exc:
                 report.error = exc.problem
             except OSError as exc:  # the content folder itself: full disk, permissions
@@ -208,12 +203,11 @@ def _import_one(
     dry_run: bool,
     today: dt.date,
     timeout: float,
-    fetcher: Fetcher,
 ) -> None:
     from . import feeds
 
     etag, modified = state.validators(rule.url)
-    fetched = fetcher(_location(settings, rule), etag, modified, timeout=timeout)
+    fetched = fetching.fetch(_location(settings, rule), etag, modified, timeout=timeout)
     known = state.entries(rule.url)
     if fetched.not_modified:
         report.not_modified = True
@@ -233,7 +227,7 @@ def _import_one(
         # One flush of the feed's files to disk before the state records them (an fsync per file costs
         # more than the rest of the import).
         os.sync()
-    state.save_feed(rule.url, fetched.etag, fetched.last_modified, written)
+    state.save_feed(rule.url, feed.format, fetched.etag, fetched.last_modified, written)
 
 
 def _write_entries(
@@ -270,12 +264,9 @@ def _write_entries(
             # The file keeps its name and id: links to it stay valid when the title changes upstream.
             document.front["id"] = _DATE_PREFIX.sub("", Path(previous.file).stem)
             path = folder / previous.file
-        else:
-            path = folder / document.name
-        text = document.text()
-        digest = _sha256(text.encode("utf-8"))
-        on_disk = _file_sha256(path)
-        if previous is not None:
+            text = document.text()
+            digest = _sha256(text.encode("utf-8"))
+            on_disk = _file_sha256(path)
             if on_disk is None:
                 report.kept.append(Kept(_shown(path), DELETED_BY_HAND))
                 continue
@@ -286,13 +277,17 @@ def _write_entries(
             if on_disk != previous.sha256:
                 report.kept.append(Kept(_shown(path), EDITED_BY_HAND))
                 continue
-        elif on_disk == digest:
-            # Written by an import whose state was lost: adopt it rather than write a copy.
-            report.unchanged += 1
-            written[entry.key] = Written(path.name, digest, made_from, first_seen)
-            continue
         else:
-            document.front["id"] = _free_slug(document.front["id"], taken)
+            slug = document.front["id"]
+            if taken.get(slug) == document.name:
+                text = document.text()
+                digest = _sha256(text.encode("utf-8"))
+                if _file_sha256(folder / document.name) == digest:
+                    # Written by an import whose state was lost: adopt it rather than write a copy.
+                    report.unchanged += 1
+                    written[entry.key] = Written(document.name, digest, made_from, first_seen)
+                    continue
+            document.front["id"] = _free_slug(slug, taken)
             path = folder / document.name
             text = document.text()
             digest = _sha256(text.encode("utf-8"))

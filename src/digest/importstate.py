@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS feeds (
     source TEXT PRIMARY KEY,
     etag TEXT NOT NULL DEFAULT '',
     last_modified TEXT NOT NULL DEFAULT '',
+    format TEXT NOT NULL DEFAULT '',
     checked_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS entries (
@@ -65,9 +66,13 @@ class ImportState:
         self._db.close()
 
     def validators(self, source: str) -> tuple[str, str]:
-        """The ETag and Last-Modified of the feed's last full answer ("" when none)."""
-        row = self._db.execute("SELECT etag, last_modified FROM feeds WHERE source = ?", (source,)).fetchone()
-        return (str(row[0]), str(row[1])) if row else ("", "")
+        """The ETag and Last-Modified of the feed's last full answer ("" when none).
+
+        None for a calendar: its recurring events enter the upcoming horizon day by day, so an unchanged
+        calendar can still have new occurrences to import.
+        """
+        row = self._db.execute("SELECT etag, last_modified, format FROM feeds WHERE source = ?", (source,)).fetchone()
+        return (str(row[0]), str(row[1])) if row and row[2] != "ical" else ("", "")
 
     def entries(self, source: str) -> dict[str, Written]:
         rows = self._db.execute(
@@ -75,7 +80,7 @@ class ImportState:
         )
         return {key: Written(file, sha, made, dt.date.fromisoformat(seen)) for key, file, sha, made, seen in rows}
 
-    def save_feed(self, source: str, etag: str, last_modified: str, written: dict[str, Written]) -> None:
+    def save_feed(self, source: str, format: str, etag: str, last_modified: str, written: dict[str, Written]) -> None:
         """Record a feed's validators and the entries written, in one transaction."""
         if self.read_only:
             return
@@ -83,10 +88,10 @@ class ImportState:
         rows = written.items()
         with self._db:
             self._db.execute(
-                "INSERT INTO feeds (source, etag, last_modified, checked_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (source) DO UPDATE SET etag = excluded.etag, "
-                "last_modified = excluded.last_modified, checked_at = excluded.checked_at",
-                (source, etag, last_modified, now),
+                "INSERT INTO feeds (source, etag, last_modified, format, checked_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (source) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified, "
+                "format = excluded.format, checked_at = excluded.checked_at",
+                (source, etag, last_modified, format, now),
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO entries (source, key, file, sha256, input_sha256, first_seen) "
