@@ -116,8 +116,8 @@ class Server:
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
 
-def run(folder: Path, url: str) -> tuple[float, float, str]:
-    """One `digest import URL` process: (wall seconds, peak RSS MiB, its last line)."""
+def run(folder: Path, url: str) -> tuple[float, float, float, str]:
+    """One `digest import URL` process: (wall seconds, CPU seconds, peak RSS MiB, its last line)."""
     digest = Path(sys.executable).with_name("digest")
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "DIGEST_NO_CACHE": "1"}
     started = time.perf_counter()
@@ -131,7 +131,7 @@ def run(folder: Path, url: str) -> tuple[float, float, str]:
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"digest import failed ({child.returncode}):\n{output[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, output.strip().splitlines()[-1]
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, output.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -141,37 +141,39 @@ def main() -> None:
     args = parser.parse_args()
     body = make_feed(args.count)
     server = Server(body)
-    results: dict[str, list[tuple[float, float]]] = {"first": [], "not_modified_304": [], "unchanged_full_read": []}
+    results: dict[str, list[tuple[float, float, float]]] = {
+        "first": [],
+        "not_modified_304": [],
+        "unchanged_full_read": [],
+    }
     for round_ in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="digest-import-bench-") as tmp:
             folder = Path(tmp)
             (folder / "digest.toml").write_text('timezone = "America/Chicago"\n', encoding="utf-8")
-            wall, rss, last = run(folder, server.url + "/feed/")
+            *figures, last = run(folder, server.url + "/feed/")
             assert last.startswith(f"{args.count} new,"), last
             assert len(list((folder / "content").glob("*.md"))) == args.count
-            results["first"].append((wall, rss))
-            wall, rss, last = run(folder, server.url + "/feed/")
+            results["first"].append(tuple(figures))  # type: ignore[arg-type]
+            *figures, last = run(folder, server.url + "/feed/")
             assert last.startswith("0 new, 0 updated"), last
-            results["not_modified_304"].append((wall, rss))
+            results["not_modified_304"].append(tuple(figures))  # type: ignore[arg-type]
             # The same feed from a server without validators: read, parsed and compared entry by entry.
             server.validators = False
-            wall, rss, last = run(folder, server.url + "/feed/")
+            *figures, last = run(folder, server.url + "/feed/")
             server.validators = True
             assert last.startswith("0 new, 0 updated"), last
-            results["unchanged_full_read"].append((wall, rss))
+            results["unchanged_full_read"].append(tuple(figures))  # type: ignore[arg-type]
             print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f} s" for k, v in results.items()), flush=True)
     summary = {}
     for name, runs in results.items():
-        walls = [w for w, _ in runs]
-        peaks = [r for _, r in runs]
-        summary[name] = {
-            "wall_s": {"median": statistics.median(walls), "min": min(walls), "max": max(walls)},
-            "peak_rss_mib": {"median": statistics.median(peaks), "min": min(peaks), "max": max(peaks)},
-        }
-        print(
-            f"{name:22} wall {statistics.median(walls):6.2f} s [{min(walls):.2f}-{max(walls):.2f}]"
-            f"   peak RSS {statistics.median(peaks):6.1f} MiB [{min(peaks):.1f}-{max(peaks):.1f}]"
-        )
+        line = f"{name:20}"
+        summary[name] = {}
+        for index, (label, unit) in enumerate((("wall", "s"), ("cpu", "s"), ("peak_rss", "MiB"))):
+            values = [run_[index] for run_ in runs]
+            middle, low, high = statistics.median(values), min(values), max(values)
+            summary[name][f"{label}_{unit.lower()}"] = {"median": middle, "min": low, "max": high}
+            line += f"  {label} {middle:6.2f} {unit} [{low:.2f}-{high:.2f}]"
+        print(line)
     OUT.mkdir(parents=True, exist_ok=True)
     meta = {"count": args.count, "rounds": args.rounds, "feed_bytes": len(body), "python": sys.version.split()[0]}
     (OUT / "results.json").write_text(json.dumps({**meta, "results": summary}, indent=2) + "\n", encoding="utf-8")
