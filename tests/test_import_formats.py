@@ -12,8 +12,8 @@ from _feed_server import FIXTURES
 from click.testing import CliRunner
 
 from digest.cli import main
+from digest.contentfile import local_date
 from digest.entries import parse_date
-from digest.importer import local_date
 from digest.summaries import cut, summary
 
 CONFIG = 'base_url = "https://cities.example.org"\ntimezone = "America/Chicago"\nsummary_words = {words}\n'

@@ -21,7 +21,7 @@ from typing import IO, Any
 from . import __version__
 from .errors import FeedError
 
-USER_AGENT = f"digest/{__version__} (+https://pypi.org/project/digest/)"
+USER_AGENT = f"digest/{__version__}"
 MAX_BYTES = 10 * 1024 * 1024
 MAX_REDIRECTS = 5
 TIMEOUT = 30.0

@@ -76,7 +76,7 @@ ALLOWED_TAGS = {"p", "a", "em", "strong", "b", "i", "ul", "ol", "li", "br", "cod
 URL_SCHEMES = {"http", "https", "mailto"}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]*")
-_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _SCRIPT_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE)
 _SCRIPT_CLOSE = re.compile(r"</(script|style)\s*>", re.IGNORECASE)
 
@@ -446,7 +446,7 @@ def _source(file: _File, raw: object) -> None:
 
 def _item_id(file: _File, values: Mapping[str, object]) -> str:
     # Without an id the file name (minus its date) is the id, so renaming a file changes its link.
-    default = _DATE_PREFIX.sub("", file.path.stem).lower()
+    default = DATE_PREFIX.sub("", file.path.stem).lower()
     return _get(values, "id", str, default)
 
 
