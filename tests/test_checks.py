@@ -22,7 +22,7 @@ from digest.config import Settings, load_settings
 from digest.errors import BuildError
 from digest.models import Build
 from digest.personalize import fill
-from digest.pipeline import build as build_digest
+from digest.pipeline import build_edition
 from digest.selection import SelectionOptions
 
 REPO = Path(__file__).resolve().parent.parent
@@ -578,7 +578,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settings]:
     """The repository's digest.toml and all 47 shipped items, built by the real pipeline."""
     settings = load_settings(REPO / "digest.toml", env={})
     folder = tmp_path_factory.mktemp("build")
-    build_digest(settings, SelectionOptions(since=dt.date(2012, 1, 1), until=dt.date(2030, 12, 31)), folder)
+    build_edition(settings, SelectionOptions(since=dt.date(2012, 1, 1), until=dt.date(2030, 12, 31)), folder)
     return folder, settings
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from digest.config import Settings
-from digest.content import LoadResult, load_content, markdown_html, markdown_text
+from digest.content import load_content
 from digest.errors import ContentError
+from digest.models import LoadResult
+from digest.readers import markdown_html, markdown_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "content"
@@ -413,7 +415,7 @@ def test_site_paths_in_links_become_absolute() -> None:
 
 def test_cache_returns_the_same_items_and_sees_edits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second load comes from the cache and equals a fresh parse; editing a file re-reads the folder."""
-    from digest import content
+    from digest.cache import cache_dir
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = tmp_path / "content"
@@ -426,7 +428,7 @@ def test_cache_returns_the_same_items_and_sees_edits(tmp_path: Path, monkeypatch
     page.write_text("---\ntitle: Second title\ndate: 2020-01-02\n---\nBody\n", encoding="utf-8")
     assert load_content(folder, SETTINGS).items[0].title == "Second title"
     monkeypatch.setenv("DIGEST_NO_CACHE", "1")
-    assert content.cache_dir() is None
+    assert cache_dir() is None
 
 
 def test_broken_folders_are_never_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -463,14 +465,14 @@ def test_warnings_are_shown_with_the_errors(tmp_path: Path) -> None:
 
 
 def test_cached_load_does_not_import_the_parsers(tmp_path: Path) -> None:
-    """A warm load (and `from digest.content import ...`) leaves readers.py, YAML and Markdown unloaded."""
+    """A warm load leaves readers.py, YAML and Markdown unloaded."""
     import subprocess
     import sys
 
     code = (
         "import sys, pathlib\n"
         "from digest.config import Settings\n"
-        "from digest.content import load_content, cache_dir\n"
+        "from digest.content import load_content\n"
         f"s = Settings(root=pathlib.Path({str(ROOT)!r}))\n"
         "load_content(s.path(s.content_dir), s)\n"
         "print('digest.readers' in sys.modules, 'yaml' in sys.modules)\n"

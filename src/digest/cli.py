@@ -155,16 +155,15 @@ def list_cmd(ctx: click.Context, /, as_json: bool, **kw: Any) -> None:
       digest list --month 2020-01
       digest list --since 2012-01-01 --json
     """
-    from . import pipeline
+    from .cli_output import selection_json, selection_table
+    from .pipeline import choose
 
-    opts = _selection(kw)
-    settings = _settings(ctx)
-    chosen = pipeline.choose(settings, opts)
+    chosen = choose(_settings(ctx), _selection(kw))
     _warn(chosen.warnings)
     if as_json:
-        click.echo(json.dumps(pipeline.selection_json(chosen.selection), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(selection_json(chosen.selection), indent=2, ensure_ascii=False))
         return
-    for line in pipeline.selection_table(chosen.selection):
+    for line in selection_table(chosen.selection):
         click.echo(line)
 
 
@@ -181,12 +180,12 @@ def build(ctx: click.Context, /, out: str | None, **kw: Any) -> None:
     Example:
       digest build --month 2020-01 --out build/2020-01
     """
-    from . import pipeline
+    from .cli_output import build_summary
+    from .pipeline import build_edition
 
-    settings = _settings(ctx)
-    outcome = pipeline.build(settings, _selection(kw), Path(out) if out else None)
+    outcome = build_edition(_settings(ctx), _selection(kw), Path(out) if out else None)
     _warn(outcome.warnings)
-    click.echo(pipeline.build_summary(outcome))
+    click.echo(build_summary(outcome))
 
 
 @main.command()
@@ -202,13 +201,13 @@ def preview(ctx: click.Context, /, out: str | None, open_: bool, **kw: Any) -> N
       digest preview --month 2020-01
       digest preview --since 2012-01-01 --no-open
     """
-    from . import pipeline
+    from .cli_output import build_summary
+    from .pipeline import build_edition
     from .preview import open_in_browser
 
-    settings = _settings(ctx)
-    outcome = pipeline.build(settings, _selection(kw), Path(out) if out else None)
+    outcome = build_edition(_settings(ctx), _selection(kw), Path(out) if out else None)
     _warn(outcome.warnings)
-    click.echo(pipeline.build_summary(outcome))
+    click.echo(build_summary(outcome))
     page = outcome.build.folder / "preview.html"
     if open_ and open_in_browser(page):
         click.echo(f"Opened {page} in your browser.")
@@ -228,11 +227,10 @@ def serve(ctx: click.Context, /, port: int, out: str | None, **kw: Any) -> None:
     Example:
       digest serve --month 2020-01 --port 8000
     """
-    from . import pipeline
+    from .pipeline import serve_preview
 
-    settings = _settings(ctx)
-    pipeline.serve(
-        settings,
+    serve_preview(
+        _settings(ctx),
         _selection(kw),
         Path(out) if out else None,
         port=port,
@@ -257,18 +255,17 @@ def check(ctx: click.Context, /, from_build: str | None, as_json: bool, no_spama
       digest check --month 2020-01
       digest check --since 2012-01-01 --json
     """
-    from . import pipeline
+    from .cli_output import check_json, check_lines
+    from .pipeline import check_edition
 
-    settings = _settings(ctx)
-    outcome = pipeline.check(
-        settings, _selection(kw), Path(from_build) if from_build else None, spamassassin=not no_spamassassin
+    outcome = check_edition(
+        _settings(ctx), _selection(kw), Path(from_build) if from_build else None, spamassassin=not no_spamassassin
     )
     if as_json:
-        click.echo(json.dumps(outcome.to_dict(), indent=2))
+        click.echo(json.dumps(check_json(outcome), indent=2))
     else:
-        for line in outcome.lines():
+        for line in check_lines(outcome):
             click.echo(line)
-        click.echo(outcome.summary())
     if outcome.failed:
         ctx.exit(6)
 
@@ -396,7 +393,7 @@ def send(
         skip_checks=skip_checks,
         spamassassin=not no_spamassassin,
     )
-    _finish_send(ctx, pipeline.send(settings, request, _hooks(yes)), report_path)
+    _finish_send(ctx, pipeline.send_edition(settings, request, _hooks(yes)), report_path)
 
 
 @main.command()
@@ -435,7 +432,7 @@ def retry(
         skip_checks=skip_checks,
         retry_edition=edition or pipeline.latest_edition(settings),
     )
-    _finish_send(ctx, pipeline.send(settings, request, _hooks(yes)), report_path)
+    _finish_send(ctx, pipeline.send_edition(settings, request, _hooks(yes)), report_path)
 
 
 @main.command()

@@ -1,7 +1,4 @@
-"""Read: parse content files (YAML front matter + Markdown) into typed Items, every problem reported at once.
-
-It runs only when the content cache of the folder is stale (content.load_content, or a build's
-child process: content.start_loading), so the parsers load only then."""
+"""Read: parse content files (YAML front matter + Markdown) into typed Items, every problem reported at once."""
 
 from __future__ import annotations
 
@@ -20,9 +17,8 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from .config import Settings
-from .content import LoadResult, content_files
 from .errors import ContentError, Problem
-from .models import KINDS, Action, EventInfo, Item
+from .models import KINDS, Action, EventInfo, Item, LoadResult
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -297,8 +293,8 @@ class _File:
         return values
 
 
-def read_folder(folder: Path, settings: Settings) -> LoadResult:
-    """Read every content file of `folder` into Items; raise ContentError listing every problem found."""
+def read_folder(folder: Path, files: Iterable[Path], settings: Settings) -> LoadResult:
+    """Read the content `files` of `folder` into Items; raise ContentError listing every problem found."""
     shown_folder = _shown(folder)
     if not folder.is_dir():
         problem = Problem(shown_folder, None, "content folder not found", "create it or set content_dir in digest.toml")
@@ -307,7 +303,7 @@ def read_folder(folder: Path, settings: Settings) -> LoadResult:
     warnings: list[Problem] = []
     items: list[Item] = []
     first_use: dict[str, _File] = {}
-    for path in content_files(folder):
+    for path in files:
         file = _File(path, _shown(path), errors, warnings)
         item = _read(file, settings)
         if item is None:

@@ -1,0 +1,87 @@
+"""The package's shape: imports go one way, and only the command line knows click."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import digest
+
+PACKAGE = Path(digest.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every digest module `name` imports, at the top or inside a function."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            candidates = [target, *(f"{target}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        else:
+            continue
+        out.update(c for c in candidates if c in known and c != name)
+    return out
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of `graph`, or [] when there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return path[path.index(dep) :] + [dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        state[node] = 2
+        path.pop()
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    """No import cycle among digest's modules, counting imports inside functions too."""
+    modules = {name: path for name, path in _modules().items() if not name.startswith("digest.testing")}
+    graph = {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+    assert _cycle(graph) == []
+
+
+def test_only_the_command_line_imports_click() -> None:
+    """Core modules return values; click is imported by cli.py (and the test kit's own command line) only."""
+    allowed = {"digest.cli", "digest.testing.cli"}
+    users = {
+        name
+        for name, path in _modules().items()
+        if "import click" in path.read_text(encoding="utf-8") or "from click" in path.read_text(encoding="utf-8")
+    }
+    assert users <= allowed
+
+
+def test_pipeline_functions_do_not_shadow_module_names() -> None:
+    """pipeline's functions (build_edition, send_edition, ...) can be imported beside the modules they use."""
+    import digest.pipeline
+
+    modules = {name.rsplit(".", 1)[-1] for name in _modules()}
+    clashes = {name for name in vars(digest.pipeline) if callable(getattr(digest.pipeline, name)) and name in modules}
+    assert clashes == set()
