@@ -85,3 +85,18 @@ def test_pipeline_functions_do_not_shadow_module_names() -> None:
     modules = {name.rsplit(".", 1)[-1] for name in _modules()}
     clashes = {name for name in vars(digest.pipeline) if callable(getattr(digest.pipeline, name)) and name in modules}
     assert clashes == set()
+
+
+def test_backend_names_are_written_once() -> None:
+    """The list of backends is one tuple (config.BACKENDS), used by the config check, --backend and the registry."""
+    from digest.cli import delivery_options
+    from digest.config import BACKENDS
+
+    spelled = [p for p in _modules().values() if '"outbox", "smtp", "sendgrid"' in p.read_text(encoding="utf-8")]
+    assert [p.name for p in spelled] == ["config.py"]
+
+    @delivery_options
+    def command() -> None: ...
+
+    choice = next(p for p in command.__click_params__ if p.name == "backend")  # type: ignore[attr-defined]
+    assert tuple(choice.type.choices) == BACKENDS

@@ -20,10 +20,10 @@ import pytest
 
 from digest.browser import BrowserError, Chromium
 from digest.config import load_settings
-from digest.errors import ContentError, Problem
+from digest.errors import ContentError, Problem, ServeError
 from digest.pipeline import build_edition
 from digest.selection import SelectionOptions
-from digest.serve import ServeError, serve
+from digest.serve import serve
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
+from .deliver.registry import BACKENDS
 from .errors import DigestError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -319,7 +320,7 @@ def _finish_send(ctx: click.Context, report: Any, report_path: str | None) -> No
 
 def delivery_options(func: F) -> F:
     options = [
-        click.option("--backend", type=click.Choice(["outbox", "smtp", "sendgrid"]), help="Default: config backend."),
+        click.option("--backend", type=click.Choice(BACKENDS), help="Default: config backend."),
         click.option("--yes", is_flag=True, help="Do not ask for confirmation (cron, CI)."),
         click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write a JSON report here."),
         click.option("--resend-unknown", is_flag=True, help="Send again to recipients whose outcome is unknown."),

@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ConfigError
 
 CONFIG_NAME = "digest.toml"
+BACKENDS = ("outbox", "smtp", "sendgrid")  # deliver/registry.py maps each to its class
 SECRET_ENV = ("SENDGRID_API_KEY", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET")
 
 
@@ -327,8 +328,8 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"{where}: '{key}' must be a colour like '#1d4f91' (got {getattr(settings, key)!r})")
     if settings.smtp.security not in {"starttls", "ssl", "none"}:
         raise ConfigError(f"{where}: [smtp] security must be starttls, ssl or none (got {settings.smtp.security!r})")
-    if settings.backend not in {"outbox", "smtp", "sendgrid"}:
-        raise ConfigError(f"{where}: backend must be outbox, smtp or sendgrid (got {settings.backend!r})")
+    if settings.backend not in BACKENDS:
+        raise ConfigError(f"{where}: backend must be one of {', '.join(BACKENDS)} (got {settings.backend!r})")
     if not 1 <= settings.sendgrid.batch_size <= 1000:
         raise ConfigError(f"{where}: [sendgrid] batch_size must be 1..1000 (SendGrid's limit per request)")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", settings.slug):

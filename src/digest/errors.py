@@ -94,6 +94,10 @@ class PartialFailure(DigestError):
     exit_code = 4
 
 
+class ServeError(DigestError):
+    """The preview server cannot start (port taken, bad host)."""
+
+
 class CheckFailed(DigestError):
     """`digest check` found a failing check; sends refuse to go on."""
 

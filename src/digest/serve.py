@@ -14,7 +14,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .errors import DigestError
+from .errors import DigestError, ServeError
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ _RELOAD_SCRIPT = """<script>
   setTimeout(poll, 400);
 })();
 </script>"""
-
-
-class ServeError(DigestError):
-    """The preview server cannot start (port taken, bad host)."""
 
 
 @dataclass
