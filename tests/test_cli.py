@@ -247,3 +247,37 @@ def test_a_newsletter_in_another_language_builds_and_passes_the_checks(tmp_path:
     code, out, err = run("--config", str(cfg), "check", "--month", "2020-01", "--no-spamassassin")
     assert code == 0, out + err
     assert re.search(r"PASS\s+html-unsubscribe", out) and re.search(r"PASS\s+text-unsubscribe", out)
+
+
+def _bad_list(folder: Path, bad: int) -> Path:
+    """A members.csv with one good row, then `bad` invalid addresses and one duplicate."""
+    rows = ["email,name", "ann@example.org,Ann"] + [f"bob{n}@,Bob {n}" for n in range(bad)] + ["ANN@example.org,Ann"]
+    path = folder / "members.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_bad_list_rows_are_shown_with_their_line_numbers(tmp_path: Path, repo: Path, dry_run: bool) -> None:
+    """A send (and a dry run) prints the first bad rows as file:line, address and why, and where the rest are."""
+    cfg = _newsletter(tmp_path, repo)
+    members = _bad_list(tmp_path, bad=7)
+    args = ["--config", str(cfg), "send", "--month", "2020-01", "--recipients", str(members), "--yes"]
+    code, out, err = run(*args, "--skip-checks", *(["--dry-run"] if dry_run else []))
+    assert code == 0, out + err
+    assert f"{members}:3: 'bob0@': not a valid email address" in err
+    assert f"{members}:7: 'bob4@'" in err and f"{members}:8:" not in err
+    assert "... and 3 more bad rows (add --report FILE to list them)" in err
+    assert "8 list rows skipped (7 invalid, 1 duplicate)" in out
+
+
+def test_all_bad_rows_are_in_the_report(tmp_path: Path, repo: Path) -> None:
+    """With --report, the screen names the report file as the place for the rest, and the report has every row."""
+    cfg = _newsletter(tmp_path, repo)
+    members = _bad_list(tmp_path, bad=6)
+    report = tmp_path / "report.json"
+    args = ["send", "--month", "2020-01", "--recipients", str(members), "--dry-run", "--report", str(report)]
+    code, _, err = run("--config", str(cfg), *args)
+    assert code == 0 and f"(the first 7 are in {report})" in err
+    problems = json.loads(report.read_text())["problems"]
+    assert [p["line"] for p in problems] == [3, 4, 5, 6, 7, 8, 9]

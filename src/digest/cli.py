@@ -305,14 +305,18 @@ def _hooks(yes: bool, quiet_progress: bool = False) -> Any:
     return SendHooks(notice=notice, confirm=confirm, progress=progress)
 
 
-def _finish_send(ctx: click.Context, report: Any, report_path: str | None) -> None:
-    from . import pipeline
+def _finish_send(ctx: click.Context, report: Any, report_path: str | None, recipients: str | None = None) -> None:
+    from .cli_output import row_problem_lines
+    from .pipeline import write_report
 
     if report is None:
         return
     if report_path:
-        pipeline.write_report(Path(report_path), report)
+        write_report(Path(report_path), report)
         click.echo(f"Report: {report_path}", err=True)
+    shown = Path(recipients) if recipients else None
+    for line in row_problem_lines(report, shown, Path(report_path) if report_path else None):
+        click.echo(line, err=True)
     click.echo(report.message)
     if report.exit_code:
         ctx.exit(report.exit_code)
@@ -394,7 +398,7 @@ def send(
         skip_checks=skip_checks,
         spamassassin=not no_spamassassin,
     )
-    _finish_send(ctx, pipeline.send_edition(settings, request, _hooks(yes)), report_path)
+    _finish_send(ctx, pipeline.send_edition(settings, request, _hooks(yes)), report_path, recipients)
 
 
 @main.command()

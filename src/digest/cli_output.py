@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .models import Item, Selection
@@ -103,3 +104,26 @@ def check_json(outcome: CheckOutcome) -> dict[str, Any]:
         "failed": outcome.failed,
         "checks": [r.to_dict() for r in outcome.results],
     }
+
+
+SHOWN_ROW_PROBLEMS = 5  # bad list rows printed on screen; the report file holds the rest
+
+
+def row_problem_lines(report: Any, recipients: Path | None, report_path: Path | None) -> list[str]:
+    """The first bad rows of the list (`members.csv:12: 'bob@': not a valid ...`), then where the rest are.
+
+    Suppressed rows are not problems (they unsubscribed), so only invalid and duplicate rows are shown.
+    """
+    rows = [row for row in report.problems if row.kind != "suppressed"]
+    total = report.skipped_invalid + report.duplicates
+    if not rows or recipients is None:
+        return []
+    lines = [
+        f"{recipients}:{row.line}: " + (f"{row.email!r}: " if row.email else "") + row.reason
+        for row in rows[:SHOWN_ROW_PROBLEMS]
+    ]
+    hidden = total - len(lines)
+    if hidden > 0:
+        where = f"the first {len(rows)} are in {report_path}" if report_path else "add --report FILE to list them"
+        lines.append(f"... and {hidden:,} more bad row{'s' if hidden != 1 else ''} ({where})")
+    return lines
