@@ -170,8 +170,8 @@ def test_html_near_the_limit_warns(settings: Settings) -> None:
 def test_size_is_measured_with_filled_placeholders(settings: Settings) -> None:
     """The size counts realistic values (a long unsubscribe URL), not the short tokens."""
     result = by_name(check_html(GOOD_HTML, settings), "html-size")
-    assert result.value == len(fill(GOOD_HTML, checks.sample_values(settings)).encode())
-    assert len(checks.sample_values(settings)["unsubscribe_url"]) >= 120
+    assert result.value == len(fill(GOOD_HTML, checks.sample_values(settings, "")).encode())
+    assert len(checks.sample_values(settings, "")["unsubscribe_url"]) >= 120
     assert isinstance(result.value, int) and result.value > len(GOOD_HTML.encode()) + 150
 
 

@@ -16,6 +16,7 @@ from digest import __version__
 from digest.cli import main
 
 COMMANDS = sorted(main.commands)
+IDENTITY = 'name = "T"\nslug = "t"\nsender = "T <t@example.org>"\n'  # what every digest.toml must set
 
 
 def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
@@ -96,7 +97,7 @@ def test_usage_error_exit_code(repo: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_broken_content_folder(tmp_path: Path) -> None:
     """A folder with broken files: one message per problem naming file and line, exit 1, no traceback."""
     (tmp_path / "content").mkdir()
-    (tmp_path / "digest.toml").write_text('name = "T"\n', encoding="utf-8")
+    (tmp_path / "digest.toml").write_text(IDENTITY, encoding="utf-8")
     (tmp_path / "content" / "a.md").write_text("---\ntitle: A\ndate: March 40, 2020\n---\nx\n", encoding="utf-8")
     (tmp_path / "content" / "b.md").write_text("---\ndate: 2020-01-01\n---\nx\n", encoding="utf-8")
     (tmp_path / "content" / "c.md").write_bytes(b"---\ntitle: \xff\n---\n")
@@ -281,3 +282,14 @@ def test_all_bad_rows_are_in_the_report(tmp_path: Path, repo: Path) -> None:
     assert code == 0 and f"(the first 7 are in {report})" in err
     problems = json.loads(report.read_text())["problems"]
     assert [p["line"] for p in problems] == [3, 4, 5, 6, 7, 8, 9]
+
+
+def test_outside_a_newsletter_folder_says_no_digest_toml_was_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """digest list in a folder without digest.toml names the file it looked for, not only a missing content/."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIGEST_CONFIG", raising=False)
+    code, _, err = run("list")
+    assert code == 1 and "Traceback" not in err
+    assert f"no digest.toml found: looked for {tmp_path.resolve() / 'digest.toml'}" in err

@@ -103,7 +103,7 @@ def view_url(settings: Settings, edition: str) -> str:
         ) from None
 
 
-def sample_values(settings: Settings, edition: str = "") -> dict[str, str]:
+def sample_values(settings: Settings, edition: str) -> dict[str, str]:
     """The one sample recipient of previews, the sample .eml and the checks. As long as real values:
     the Gmail size budget is measured on these, not on the short tokens."""
     from .unsubscribe import format_unsubscribe_url, make_token
@@ -113,5 +113,5 @@ def sample_values(settings: Settings, edition: str = "") -> dict[str, str]:
         "name": SAMPLE_NAME,
         "email": SAMPLE_EMAIL,
         "unsubscribe_url": format_unsubscribe_url(settings, token=token, email=SAMPLE_EMAIL),
-        "view_url": view_url(settings, edition or f"{settings.slug}-2020-01"),
+        "view_url": view_url(settings, edition),
     }
