@@ -293,3 +293,34 @@ def test_outside_a_newsletter_folder_says_no_digest_toml_was_found(
     code, _, err = run("list")
     assert code == 1 and "Traceback" not in err
     assert f"no digest.toml found: looked for {tmp_path.resolve() / 'digest.toml'}" in err
+
+
+def test_init_prints_a_next_step_that_works_as_printed(tmp_path: Path) -> None:
+    """The command `digest init` prints as the next step runs, exactly as printed, and exits 0."""
+    import os
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if k not in {"DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "DIGEST_CONFIG"}}
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    shell = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "shell": True}
+    made = subprocess.run("digest init 'my news'", **shell)  # type: ignore[call-overload]
+    assert made.returncode == 0, made.stderr
+    step = made.stdout.strip().splitlines()[-1]
+    assert step.startswith("Next: cd 'my news' && digest preview --month ")
+    ran = subprocess.run(step.removeprefix("Next: "), **shell)  # type: ignore[call-overload]
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Built my-newsletter-" in ran.stdout
+
+
+def test_an_empty_window_hints_at_the_contents_own_dates(tmp_path: Path) -> None:
+    """Exit 3 suggests a window from the folder's own earliest and latest item dates, not the sample's."""
+    (tmp_path / "content").mkdir()
+    (tmp_path / "digest.toml").write_text(IDENTITY, encoding="utf-8")
+    for day in ("2024-02-03", "2024-06-09"):
+        page = tmp_path / "content" / f"{day}-x{day[6]}.md"
+        page.write_text(f"---\ntitle: T\ndate: {day}\n---\nx\n", encoding="utf-8")
+    code, _, err = run("--config", str(tmp_path / "digest.toml"), "list", "--month", "2020-01")
+    assert code == 3
+    assert "dated 2024-02-03 .. 2024-06-09: try --month 2024-06, or --since 2024-02-03" in err
+    assert "2012" not in err

@@ -134,14 +134,17 @@ def init(folder: str) -> None:
 
     \b
     Example:
-      digest init my-newsletter && cd my-newsletter && digest list --since 2020-01-01
+      digest init my-newsletter      (then run the next step it prints)
     """
+    import shlex
+
     from .scaffold import init_newsletter
 
-    created = init_newsletter(Path(folder))
-    for path in created:
+    made = init_newsletter(Path(folder), dt.date.today())
+    for path in made.created:
         click.echo(f"created {path}")
-    click.echo(f"New newsletter in {folder}. Next: edit {Path(folder) / 'digest.toml'}, then 'digest preview'.")
+    click.echo(f"New newsletter in {folder}. Edit {Path(folder) / 'digest.toml'} (name, sender, postal address).")
+    click.echo(f"Next: cd {shlex.quote(folder)} && digest preview --month {made.month}")
 
 
 @main.command("list")

@@ -65,7 +65,7 @@ def choose(
     window = resolve_window(opts, settings.timezone)
     selection = select(items, window, opts, settings.upcoming_days)
     if not allow_empty:
-        require_items(selection)
+        require_items(selection, items)
     return Chosen(selection, warnings)
 
 
