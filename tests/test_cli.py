@@ -324,3 +324,23 @@ def test_an_empty_window_hints_at_the_contents_own_dates(tmp_path: Path) -> None
     assert code == 3
     assert "dated 2024-02-03 .. 2024-06-09: try --month 2024-06, or --since 2024-02-03" in err
     assert "2012" not in err
+
+
+def test_status_and_history_agree_when_nothing_was_sent(tmp_path: Path, repo: Path) -> None:
+    """Before the first send, status and history both say no editions were sent, and both exit 0."""
+    cfg = str(_newsletter(tmp_path, repo))
+    answers = [run("--config", cfg, command) for command in ("status", "history")]
+    assert [(code, out.strip()) for code, out, _ in answers] == [(0, "No editions sent yet.")] * 2
+    assert run("--config", cfg, "status", "--json")[:2] == (0, "{}\n")
+
+
+def test_retry_of_an_edition_that_does_not_exist_names_it_and_the_known_ones(tmp_path: Path, repo: Path) -> None:
+    """digest retry <typo> says 'unknown edition <typo>' and lists the editions sent."""
+    cfg = str(_newsletter(tmp_path, repo))
+    members = tmp_path / "members.csv"
+    members.write_text("email\nann@example.org\n", encoding="utf-8")
+    send = ["send", "--month", "2020-01", "--recipients", str(members), "--yes", "--skip-checks"]
+    assert run("--config", cfg, *send)[0] == 0
+    code, _, err = run("--config", cfg, "retry", "mayors-innovation-2020-13", "--yes")
+    assert code == 1
+    assert "unknown edition mayors-innovation-2020-13; editions sent: mayors-innovation-2020-01" in err

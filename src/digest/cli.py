@@ -486,8 +486,14 @@ def status(ctx: click.Context, /, edition: str | None, as_json: bool) -> None:
       digest status mayors-innovation-2020-01 --json
     """
     from . import pipeline
+    from .errors import NothingSentYet
 
-    data = pipeline.status(_settings(ctx), edition)
+    try:
+        data = pipeline.status(_settings(ctx), edition)
+    except NothingSentYet:
+        # The same answer and exit code as digest history: nothing sent is a state, not a failure.
+        click.echo("{}" if as_json else "No editions sent yet.")
+        return
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

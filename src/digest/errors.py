@@ -82,6 +82,10 @@ class LedgerError(DigestError):
     """The ledger refuses (edition content changed, unknown outcomes to decide, bad schema)."""
 
 
+class NothingSentYet(LedgerError):
+    """No ledger, or no edition of this newsletter in it: `digest status` and `history` say so and exit 0."""
+
+
 class LockedError(DigestError):
     """Another run of the same newsletter holds the lock."""
 

@@ -262,6 +262,9 @@ def _retry_folder(settings: Settings, edition: str) -> Path:
         raise LedgerError(f"{path}: no ledger yet; nothing was sent, so there is nothing to retry")
     with Ledger.open(path) as ledger:
         folder = ledger.build_folder(edition)
+        if folder is None and ledger.edition(edition) is None:
+            known = ", ".join(e.edition for e in ledger.history(settings.slug, limit=5)) or "none"
+            raise LedgerError(f"unknown edition {edition}; editions sent: {known} (all of them: digest history)")
     if folder is None:
         raise LedgerError(f"no build folder recorded for {edition}; give it with --from-build DIR")
     return Path(folder)
@@ -394,16 +397,16 @@ def write_report(path: Path, report: Any) -> None:
 
 
 def latest_edition(settings: Settings) -> str:
-    from .errors import LedgerError
+    from .errors import NothingSentYet
     from .ledger import Ledger
 
     path = settings.path(settings.ledger_path)
     if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
+        raise NothingSentYet(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
     with Ledger.open(path) as ledger:
         name = ledger.latest_edition(settings.slug)
     if name is None:
-        raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
+        raise NothingSentYet(f"{path}: no edition of {settings.slug} has been sent yet")
     return name
 
 
@@ -418,16 +421,16 @@ def history(settings: Settings) -> list[Any]:
 
 
 def status(settings: Settings, edition: str | None) -> dict[str, Any]:
-    from .errors import LedgerError
+    from .errors import LedgerError, NothingSentYet
     from .ledger import Ledger
 
     path = settings.path(settings.ledger_path)
     if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
+        raise NothingSentYet(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
     with Ledger.open(path) as ledger:
         name = edition or ledger.latest_edition(settings.slug)
         if name is None:
-            raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
+            raise NothingSentYet(f"{path}: no edition of {settings.slug} has been sent yet")
         data = ledger.status(name)
         if data is None:
             known = ", ".join(e.edition for e in ledger.history(settings.slug, limit=5)) or "none"
