@@ -483,3 +483,23 @@ def test_cached_load_does_not_import_the_parsers(tmp_path: Path) -> None:
     ]
     assert runs[0].stdout.split() == ["True", "True"]  # cold: parsed
     assert runs[1].stdout.split() == ["False", "False"], runs[1].stderr  # warm: from the cache
+
+
+@pytest.mark.parametrize(
+    "line4, message",
+    [
+        ('subtitle: "never closed', "a quoted value starts here and is never closed); close the quote"),
+        ("tags: [water, equity", "a [...] list starts here and is never closed); close the list with ]"),
+        ("subtitle: a: b", "mapping values are not allowed"),
+    ],
+)
+def test_yaml_errors_point_at_the_line_to_fix(tmp_path: Path, line4: str, message: str) -> None:
+    """A broken front-matter line is reported at its own line (4), even when YAML notices it lines later."""
+    folder = tmp_path / "content"
+    folder.mkdir()
+    text = f"---\ntitle: A\ndate: 2020-01-02\n{line4}\nkind: news\nfeatured: true\n---\nBody\n"
+    (folder / "a.md").write_text(text, encoding="utf-8")
+    with pytest.raises(ContentError) as err:
+        load_content(folder, SETTINGS)
+    assert re.search(r"a\.md:4: front matter is not valid YAML \(", str(err.value)), str(err.value)
+    assert message in str(err.value)

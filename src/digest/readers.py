@@ -71,6 +71,12 @@ URL_SCHEMES = {"http", "https", "mailto"}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+# YAML contexts that begin with a quote or bracket: what to call them, and the fix.
+_OPENED = {
+    "quoted scalar": ("a quoted value", "close the quote"),
+    "flow sequence": ("a [...] list", "close the list with ]"),
+    "flow mapping": ("a {...} mapping", "close the mapping with }"),
+}
 _SCRIPT_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE)
 _SCRIPT_CLOSE = re.compile(r"</(script|style)\s*>", re.IGNORECASE)
 
@@ -361,10 +367,15 @@ def _read(file: _File, settings: Settings) -> Item | None:
     try:
         raw = yaml.load("\n".join(file.front), Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # A quote or bracket left open is only noticed lines later (often at the end): point at its start.
+        opened = next((v for k, v in _OPENED.items() if exc.context_mark and k in (exc.context or "")), None)
+        mark = exc.context_mark if opened else exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark else 1  # +1 for the opening '---', +1 because marks count from 0
         if "given twice" in str(exc.problem):
             file.error(line, f"front matter: {exc.problem}", "keep one of them")
+        elif opened:
+            what, fix = opened
+            file.error(line, f"front matter is not valid YAML ({what} starts here and is never closed)", fix)
         else:
             file.error(
                 line, f"front matter is not valid YAML ({exc.problem})", "check quoting and indentation on that line"
