@@ -344,3 +344,35 @@ def test_retry_of_an_edition_that_does_not_exist_names_it_and_the_known_ones(tmp
     code, _, err = run("--config", cfg, "retry", "mayors-innovation-2020-13", "--yes")
     assert code == 1
     assert "unknown edition mayors-innovation-2020-13; editions sent: mayors-innovation-2020-01" in err
+
+
+@pytest.mark.parametrize("flags, shown", [((), True), (("-q",), False)])
+def test_unsubscribe_server_notices_reach_stderr_unless_quiet(
+    tmp_path: Path, flags: tuple[str, ...], shown: bool
+) -> None:
+    """The endpoint's notices (a rejected token) are logged to stderr as plain lines; -q hides them."""
+    import http.client
+    import os
+    import signal
+    import sys
+    from urllib.parse import urlsplit
+
+    (tmp_path / "digest.toml").write_text(IDENTITY, encoding="utf-8")
+    env = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": "s" * 32}
+    command = [sys.executable, "-m", "digest", *flags, "unsubscribe-server", "--port", "0"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = urlsplit(proc.stdout.readline().split()[3])
+        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+        conn.request("POST", "/unsubscribe?token=forged")
+        assert conn.getresponse().status == 400
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert ("unsubscribe: rejected an invalid token (POST /unsubscribe)\n" in err) is shown, err
+    assert "Traceback" not in err

@@ -111,8 +111,10 @@ def _warn(warnings: Any) -> None:
     envvar="DIGEST_CONFIG",
     help="Path to digest.toml (default: ./digest.toml).",
 )
+@click.option("-v", "--verbose", count=True, help="Also show debug details (caches, retries).")
+@click.option("-q", "--quiet", count=True, help="Hide notices: warnings and errors only (-qq: errors only).")
 @click.pass_context
-def main(ctx: click.Context, config: str | None) -> None:
+def main(ctx: click.Context, config: str | None, verbose: int, quiet: int) -> None:
     """Turn a folder of dated content into an email digest, preview it, and send it exactly once.
 
     \b
@@ -121,6 +123,9 @@ def main(ctx: click.Context, config: str | None) -> None:
       digest preview --month 2020-01
       digest send --period previous-month --recipients members.csv --yes
     """
+    from .logs import configure
+
+    configure(verbose - quiet)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
 
