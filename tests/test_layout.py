@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import digest
 
@@ -100,3 +101,42 @@ def test_backend_names_are_written_once() -> None:
 
     choice = next(p for p in command.__click_params__ if p.name == "backend")  # type: ignore[attr-defined]
     assert tuple(choice.type.choices) == BACKENDS
+
+
+def _pyproject() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((PACKAGE.parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+# What each runtime dependency is imported as, where the names differ.
+_IMPORT_NAMES = {
+    "mjml-python": "mjml",
+    "PyYAML": "yaml",
+    "markdown-it-py": "markdown_it",
+    "email-validator": "email_validator",
+}
+
+
+def test_the_version_is_written_once() -> None:
+    """pyproject.toml takes the version from digest.__version__ instead of repeating it."""
+    project = _pyproject()
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "digest.__version__"}
+
+
+def test_every_declared_dependency_is_imported() -> None:
+    """Each runtime dependency in pyproject.toml is imported somewhere in the package (none declared for nothing)."""
+    import re
+
+    sources = "\n".join(path.read_text(encoding="utf-8") for path in _modules().values())
+    for requirement in _pyproject()["project"]["dependencies"]:
+        dist = re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0]
+        module = _IMPORT_NAMES.get(dist, dist.lower())
+        assert re.search(rf"^\s*(import|from) {module}\b", sources, re.M), f"{dist} is declared but never imported"
+
+
+def test_the_package_says_it_is_typed() -> None:
+    """py.typed ships with the package, so mypy checks code that imports digest against its annotations."""
+    assert (PACKAGE / "py.typed").is_file()
+    assert "py.typed" in _pyproject()["tool"]["setuptools"]["package-data"]["digest"]
