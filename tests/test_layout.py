@@ -29,7 +29,10 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else []
             target = ".".join(base + ([node.module] if node.module else []))
-            candidates = [target, *(f"{target}.{alias.name}" for alias in node.names)]
+            # `from .pkg import mod` imports the module; the package is only a dependency for its own names.
+            submodules = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in known]
+            names = len(submodules) < len(node.names)
+            candidates = [*submodules, *([target] if names else [])]
         elif isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
         else:
