@@ -393,6 +393,9 @@ def test_concurrency_defaults_to_four_and_is_bounded(tmp_path: Path) -> None:
     from digest.config import load_settings
     from digest.errors import ConfigError
 
+    (tmp_path / "digest.toml").write_text(
+        'name = "News"\nslug = "news"\nsender = "News <news@example.org>"\n', encoding="utf-8"
+    )
     assert SendGridBackend(load_settings(env={}, cwd=tmp_path).sendgrid).concurrency == 4
     assert load_settings(env={"DIGEST_SENDGRID_CONCURRENCY": "1"}, cwd=tmp_path).sendgrid.concurrency == 1
     for bad in ("0", "17"):

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 RECORD_FILE = "checks.json"
 # Settings no check reads: where things are kept and how the mail leaves (the build's files are keyed apart).
 _NOT_CHECKED = ("root", "config_file", "content_dir", "templates_dir", "build_dir", "outbox_dir", "ledger_path",
-                "suppression_file", "backend", "smtp", "sendgrid")  # fmt: skip
+                "suppression_file", "backend", "smtp", "sendgrid", "feeds")  # fmt: skip
 
 
 _DEFAULTS = Settings(root=Path("."))

@@ -91,7 +91,11 @@ class LedgerError(DigestError):
     """The ledger refuses (edition content changed, unknown outcomes to decide, bad schema, no ledger yet)."""
 
 
-class NoLedger(LedgerError):
+class NothingSentYet(LedgerError):
+    """No edition of this newsletter was sent yet: `digest status` and `history` say so alike and exit 0."""
+
+
+class NoLedger(NothingSentYet):
     """The ledger file does not exist yet: nothing has been sent with this configuration."""
 
 
@@ -143,7 +147,23 @@ class PartialFailure(DigestError):
     exit_code = 4
 
 
+class ServeError(DigestError):
+    """The preview server cannot start (port taken, bad host)."""
+
+
 class CheckFailed(DigestError):
     """`digest check` found a failing check; sends refuse to go on."""
 
     exit_code = 6
+
+
+class FeedError(DigestError):
+    """One feed of `digest import` cannot be fetched or read; the other feeds are still imported."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+    def __reduce__(self) -> tuple[type[FeedError], tuple[str, str]]:
+        return (FeedError, (self.source, self.problem))
