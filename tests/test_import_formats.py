@@ -17,7 +17,8 @@ from digest.entries import parse_date
 from digest.summaries import cut, summary
 
 CONFIG = (
-    'name = "T"\nslug = "t"\nsender = "T <t@example.org>"\n'
+    'name = "City Innovation Network"\nslug = "city-innovation"\n'
+    'sender = "City Innovation Network <news@example.org>"\n'
     'base_url = "https://cities.example.org"\ntimezone = "America/Chicago"\nsummary_words = {words}\n'
 )
 
