@@ -348,8 +348,7 @@ def _hooks(yes: bool, quiet_progress: bool = False) -> Any:
 
 
 def _finish_send(ctx: click.Context, report: Any, report_path: str | None, recipients: str | None = None) -> None:
-    from .cli_output import row_problem_lines
-    from .pipeline import write_report
+    from .cli_output import row_problem_lines, write_report
 
     if report is None:
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,14 @@ def check_json(outcome: CheckOutcome) -> dict[str, Any]:
         "failed": outcome.failed,
         "checks": [r.to_dict() for r in outcome.results],
     }
+
+
+def write_report(path: Path, report: Any) -> None:
+    """`--report FILE`: the send report as JSON, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(path.suffix + ".tmp")
+    temp.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(temp, path)
 
 
 SHOWN_ROW_PROBLEMS = 5  # bad list rows printed on screen; the report file holds the rest
