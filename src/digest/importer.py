@@ -8,13 +8,12 @@ is written atomically and read back by the same reader as hand-written files bef
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import os
 import tempfile
 import zoneinfo
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,24 +309,25 @@ def _write(path: Path, text: str, settings: Settings, *, dry_run: bool) -> str:
 
     A dry run checks the text the same way, in a temporary folder, and writes nothing.
     """
-    with tempfile.TemporaryDirectory(prefix="digest-import-") if dry_run else _nothing() as scratch:
-        # A leading dot: a half-written file is never read as content.
-        temporary = (Path(scratch) if scratch else path.parent) / f".{path.name}.{os.getpid()}.tmp"
-        try:
-            temporary.write_text(text, encoding="utf-8", newline="\n")
-            item, problems = read_file(temporary, settings)
-            if item is None:
-                return "the content reader refused it: " + "; ".join(p.message for p in problems)
-            if not dry_run:
-                os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-    return ""
+    if dry_run:
+        with tempfile.TemporaryDirectory(prefix="digest-import-") as scratch:
+            return _checked(Path(scratch) / path.name, text, settings)
+    # A leading dot: a half-written file is never read as content.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        problem = _checked(temporary, text, settings)
+        if not problem:
+            os.replace(temporary, path)
+        return problem
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def _nothing() -> Iterator[str]:
-    yield ""
+def _checked(path: Path, text: str, settings: Settings) -> str:
+    """Write `text` to `path` and read it back as content: "" when the reader accepts it, else its problems."""
+    path.write_text(text, encoding="utf-8", newline="\n")
+    item, problems = read_file(path, settings)
+    return "" if item is not None else "the content reader refused it: " + "; ".join(p.message for p in problems)
 
 
 def _sha256(data: bytes) -> str:
