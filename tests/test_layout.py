@@ -118,6 +118,8 @@ _IMPORT_NAMES = {
     "PyYAML": "yaml",
     "markdown-it-py": "markdown_it",
     "email-validator": "email_validator",
+    "recurring-ical-events": "recurring_ical_events",
+    "python-dateutil": "dateutil",
 }
 
 
