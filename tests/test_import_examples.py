@@ -14,7 +14,7 @@ from digest.cli import main
 
 def listed(runner: CliRunner) -> list[tuple[str, str, str, str]]:
     """(title, date, url, kind) of every posted item of `digest list --since 2012-01-01 --json`."""
-    result = runner.invoke(main, ["list", "--since", "2012-01-01", "--until", "2026-12-31", "--json"])
+    result = runner.invoke(main, ["list", "--since", "2012-01-01", "--until", "2099-12-31", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["items"]
     return sorted((r["title"], r["date"], r["url"], r["kind"]) for r in rows if r["reason"] == "posted")

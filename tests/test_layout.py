@@ -120,7 +120,6 @@ _IMPORT_NAMES = {
     "python-dateutil": "dateutil",
     "email-validator": "email_validator",
     "recurring-ical-events": "recurring_ical_events",
-    "python-dateutil": "dateutil",
 }
 
 
