@@ -235,11 +235,13 @@ def _sections(where: str, raw: Any) -> tuple[Section, ...]:
     for n, entry in enumerate(raw, 1):
         if not isinstance(entry, dict) or "id" not in entry or "title" not in entry:
             raise ConfigError(f"{where}: section {n} needs an 'id' and a 'title'")
-        unknown = set(entry) - {"id", "title", "kinds", "featured", "upcoming"}
+        keys = ("id", "title", "kinds", "featured", "upcoming")
+        unknown = sorted(set(entry) - set(keys))
         if unknown:
+            close = difflib.get_close_matches(unknown[0], keys, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(
-                f"{where}: section {entry['id']!r} has unknown keys {sorted(unknown)}; "
-                "use id, title, kinds, featured, upcoming"
+                f"{where}: section {entry['id']!r} has unknown keys {unknown}; {hint}use {', '.join(keys)}"
             )
         out.append(
             Section(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,10 +134,6 @@ def serve_preview(
     if config_file:
         watch.append(config_file)
     serve(rebuild, watch, host="127.0.0.1", port=port, on_ready=on_ready, on_rebuild=on_rebuild, stop=stop)
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -368,16 +363,6 @@ def _posted_ids(built: Build) -> list[str]:
     selection = built.manifest.get("selection", {})
     posted = selection.get("posted", []) if isinstance(selection, dict) else []
     return [str(i) for i in posted]
-
-
-def write_report(path: Path, report: Any) -> None:
-    import json
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(path.suffix + ".tmp")
-    temp.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(temp, path)
 
 
 # --- ledger views ---------------------------------------------------------------------------------
