@@ -133,7 +133,10 @@ def test_sigkilled_smtp_runs_over_two_connections_leave_at_most_two_batches_unkn
             work = kr.prepare(tmp_path / f"round{round_no}", provider.url, 400, 20)
             cmd = ["smtp" if part == "sendgrid" else part for part in kr.command(work)]
             proc = subprocess.Popen(cmd, env=work.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            time.sleep(rng.uniform(1.0, 2.5))  # after start-up, while batches are out
+            deadline = time.monotonic() + 60
+            while not provider.messages() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)  # killed once sending has begun (start-up time varies with the host's load)
+            time.sleep(rng.uniform(0.0, 1.0))
             proc.send_signal(signal.SIGKILL)
             proc.communicate()
             time.sleep(0.3)  # a message whose data the server was reading is stored by now
