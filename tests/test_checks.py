@@ -48,7 +48,7 @@ Four new items from January 2020&#847;&zwnj;&nbsp;&#847;&zwnj;&nbsp;</div>
 <div lang="en" dir="ltr" class="card" role="article" style="background-color:#ffffff;color:#222222;font-size:16px">
 <table role="presentation" width="100%"><tr><td style="font-size:0"><div style="font-size:16px">
 <h1 id="top" style="font-size:28px">January 2020</h1>
-<p>Hi %%name%%, here is what happened this month.</p>
+<p class="personal">Hi %%name%%, here is what happened this month.</p>
 <h2 style="font-size:22px">
 <a href="https://example.org/news/cities-at-work" style="color:#1d4f91">Cities at work</a></h2>
 <p>Mayors share what worked in their cities, with numbers.</p>

@@ -32,6 +32,7 @@ from typing import Any
 from . import __version__
 from .config import Settings
 from .errors import BuildError, ConfigError
+from .ics import event_record
 from .message import build_message
 from .models import Build, Rendered, Selection
 from .personalize import fill, sample_values
@@ -110,6 +111,12 @@ def _manifest(
             "upcoming": [item.id for item in selection.upcoming],
             "filters": selection.filters,
         },
+        # The event items' calendar facts: the web archive writes their .ics files from these.
+        "events": [
+            record.to_json()
+            for chosen in selection.items
+            if (record := event_record(chosen.item, online=settings.words.online)) is not None
+        ],
         "content_hash": content_hash(rendered.subject, rendered.html, rendered.text),
         "subject": rendered.subject,
         "preheader": rendered.preheader,

@@ -890,6 +890,36 @@ def _check_tokens(build: Build) -> CheckResult:
     return _pass("placeholders", "the build carries the per-recipient unsubscribe token in both parts")
 
 
+def _check_web(build: Build, settings: Settings) -> list[CheckResult]:
+    """The edition's page in the web archive: where it goes, and that nothing personal is left on it."""
+    from .archive import leftover_placeholders, site_path
+    from .personalize import view_url
+
+    url = view_url(settings, build.edition)
+    results = []
+    if site_path(settings, url) is None:
+        results.append(
+            CheckResult(
+                "web-page",
+                "warn",
+                f"view_url {url} is not under base_url {settings.base_url}, so digest archive makes no page for "
+                'it and "View in browser" leads nowhere it publishes; set view_url = "{base_url}/digest/{edition}"',
+            )
+        )
+    left = leftover_placeholders(build, settings)
+    if left:
+        results.append(
+            _fail(
+                "web-placeholders",
+                f"the edition's public web page would carry the recipient placeholder(s) {', '.join(left)}; mark the "
+                'element that holds it class="personal" in the template (the web page leaves those out)',
+            )
+        )
+    else:
+        results.append(_pass("web-placeholders", "the web archive's page carries no recipient placeholder"))
+    return results
+
+
 def run_checks(build_folder: Path, settings: Settings, *, spamassassin: bool | None = None) -> list[CheckResult]:
     """All offline checks over the build in `build_folder`. `spamassassin`: None or True runs it when
     installed (a "skip" result otherwise), False skips it."""
@@ -904,6 +934,7 @@ def check_build(build: Build, settings: Settings, *, spamassassin: bool | None =
     results += check_message(eml, settings, list_send=True)
     results += check_html(html, settings, preheader=build.preheader, edition=build.edition, wire_bytes=wire)
     results += check_text(text, settings, edition=build.edition)
+    results += _check_web(build, settings)
     if spamassassin is False:
         results.append(CheckResult("spamassassin", "skip", "skipped on request (--no-spamassassin)"))
     else:

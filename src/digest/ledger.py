@@ -103,6 +103,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE editions ADD COLUMN build_folder TEXT;
     ALTER TABLE editions ADD COLUMN item_ids TEXT;  -- JSON list of the content item ids it carried
     """,
+    # 3: each edition's web version for `digest archive`, so the archive can be rebuilt from the ledger alone.
+    """
+    CREATE TABLE edition_pages (
+        edition TEXT PRIMARY KEY REFERENCES editions(id),
+        stored_at TEXT NOT NULL,           -- the start of its first list send: the archive's "date sent"
+        page BLOB NOT NULL                 -- compressed page and metadata (archive.pack)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -441,6 +449,25 @@ class Ledger:
         if not rows:
             return None
         return {str(i) for (ids,) in rows if ids for i in json.loads(ids)}
+
+    def store_page(self, edition: str, page: bytes) -> None:
+        """Keep the edition's web version (an opaque blob); a later store replaces the page, not the date."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO edition_pages (edition, stored_at, page) VALUES (?, ?, ?) "
+                "ON CONFLICT (edition) DO UPDATE SET page = excluded.page",
+                (edition, _now(), page),
+            )
+
+    def sent_pages(self, newsletter: str) -> list[tuple[str, str, bytes]]:
+        """(edition, stored_at, page) of each edition of `newsletter` sent to at least one recipient."""
+        rows = self._conn.execute(
+            "SELECT p.edition, p.stored_at, p.page FROM edition_pages p JOIN editions e ON e.id = p.edition "
+            "WHERE e.newsletter = ? AND EXISTS (SELECT 1 FROM recipients r WHERE r.edition = p.edition "
+            "AND r.state = 'sent') ORDER BY p.edition",
+            (newsletter,),
+        ).fetchall()
+        return [(str(edition), str(stored_at), bytes(page)) for edition, stored_at, page in rows]
 
     def start_run(self, edition: str, backend: str) -> int:
         """Register a send run; its id scopes which pending rows this run may send (see add_recipients)."""
