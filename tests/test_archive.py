@@ -226,9 +226,8 @@ def test_check_fails_on_a_personal_placeholder_in_the_page() -> None:
     build = make_build(html='<html><body><p>Hi %%name%%</p><a href="%%unsubscribe_url%%">Unsubscribe</a></body></html>')
     (result,) = [r for r in check_build(build, settings, spamassassin=False) if r.name == "web-placeholders"]
     assert result.status == "fail" and "%%name%%" in result.detail and 'class="personal"' in result.detail
-    clean = make_build(
-        html='<html><body><p class="personal">Hi %%name%%</p><a href="%%unsubscribe_url%%">Unsubscribe</a></body></html>'
-    )
+    greeting = '<p class="personal">Hi %%name%%</p>'
+    clean = make_build(html=f'<html><body>{greeting}<a href="%%unsubscribe_url%%">Unsubscribe</a></body></html>')
     (result,) = [r for r in check_build(clean, settings, spamassassin=False) if r.name == "web-placeholders"]
     assert result.status == "pass"
 
@@ -283,7 +282,8 @@ def test_ledger_keeps_the_first_send_date(tmp_path: Path) -> None:
         ledger.store_page(build.edition, b"one")
         assert ledger.sent_pages(build.newsletter) == []  # nobody sent yet
         ledger.add_recipients(build.edition, [Recipient("a@example.org")])
-        ledger._conn.execute("UPDATE recipients SET state = 'sent'")
+        with ledger._db.tx() as conn:
+            conn.execute("UPDATE recipients SET state = 'sent'")
         ((_, first, page),) = ledger.sent_pages(build.newsletter)
         ledger.store_page(build.edition, b"two")
         assert ledger.sent_pages(build.newsletter) == [(build.edition, first, b"two")]

@@ -1,12 +1,13 @@
 """Archive: the public web archive of the editions sent, where every "View in browser" link leads.
 
-A list send keeps the edition's web version in the ledger (`store_web_version`): the email's HTML with
-the personal parts taken out (no name, address or unsubscribe token; the footer's unsubscribe link
-becomes the `signup_url` link; the "View in browser" link and elements of class "personal" go), links counted as `utm_medium=web`,
-plus what the index, the feed and the calendar files need. `digest archive` (`write_archive`) builds
-the site from the ledger alone: one page per edition at its `view_url` path under `base_url`,
-`index.html`, `feed.xml` (Atom) and `events/<id>.ics`. The same ledger gives the same bytes, and the
-folder is replaced as a whole, so a reader or an upload never sees half an archive.
+A list send keeps the edition's web version in the ledger (`store_web_version`): the email's HTML
+with the personal parts taken out (no name, address or unsubscribe token; the footer's unsubscribe
+link becomes the `signup_url` link; the "View in browser" link and elements of class "personal"
+go), links counted as `utm_medium=web`, plus what the index, the feed and the calendar files need.
+`digest archive` (`write_archive`) builds the site from the ledger alone: one page per edition at
+its `view_url` path under `base_url`, `index.html`, `feed.xml` (Atom) and `events/<id>.ics`. The
+same ledger gives the same bytes, and the folder is replaced as a whole, so a reader or an upload
+never sees half an archive.
 """
 
 from __future__ import annotations
@@ -255,12 +256,15 @@ def _utc(stamp: str) -> str:
 
 def sent_editions(settings: Settings) -> list[WebEdition]:
     """Every edition of this newsletter sent to at least one recipient, from the ledger alone."""
+    from .errors import NoLedger
     from .ledger import Ledger
 
     path = settings.path(settings.ledger_path)
-    if not path.exists():
+    try:
+        ledger = Ledger.open_existing(path)
+    except NoLedger:
         return []
-    with Ledger.open(path) as ledger:
+    with ledger:
         rows = ledger.sent_pages(settings.slug)
     return [unpack(blob, sent_at=_utc(stored), where=f"{path} ({edition})") for edition, stored, blob in rows]
 

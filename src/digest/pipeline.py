@@ -325,7 +325,9 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
 
     from_build = request.from_build
     if from_build is None and request.retry_edition:
-        from_build = _retry_folder(settings, request.retry_edition)
+        from .ledger import lookup
+
+        from_build = lookup.build_folder(settings.path(settings.ledger_path), request.retry_edition)
     if from_build:
         built = read_build(from_build)
     else:
@@ -346,37 +348,13 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
     return built
 
 
-def _retry_folder(settings: Settings, edition: str) -> Path:
-    from .errors import LedgerError
-    from .ledger import Ledger
-
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing was sent, so there is nothing to retry")
-    with Ledger.open(path) as ledger:
-        folder = ledger.build_folder(edition)
-    if folder is None:
-        raise LedgerError(f"no build folder recorded for {edition}; give it with --from-build DIR")
-    return Path(folder)
-
-
-def _sent_items(ledger_path: Path, newsletter: str) -> set[str] | None:
-    """Item ids of every edition this newsletter has sent to anyone; None when nothing was sent yet."""
-    if not ledger_path.exists():
-        return None
-    from .ledger import Ledger
-
-    with Ledger.open(ledger_path) as ledger:
-        return ledger.sent_item_ids(newsletter)
-
-
 def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     """Build (or read) the edition, check it, and deliver it once to everyone on the list.
 
     Returns the send.SendReport, or None when --if-new found nothing new.
     """
     from .deliver.registry import make_backend
-    from .errors import EmptySelection, UsageError
+    from .errors import EmptySelection, NoLedger, UsageError
     from .ledger import Ledger
     from .lock import newsletter_lock
     from .personalize import view_url, with_shared_values
@@ -402,7 +380,9 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
         except EmptySelection as exc:
             hooks.notice(f"--if-new: {exc}")
             return None
-        sent = _sent_items(ledger_path, settings.slug)
+        from .ledger import lookup
+
+        sent = lookup.sent_item_ids(ledger_path, settings.slug)
         posted = {item.id for item in chosen.selection.posted}
         if sent is not None and posted <= sent:
             hooks.notice(
@@ -431,7 +411,12 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
             allow_changed=request.allow_changed,
             retry_failed=retry,
         )
-        if plan.mode == "send" and not plan.nothing_to_do and not hooks.confirm(plan):
+        try:
+            confirmed = plan.mode != "send" or plan.nothing_to_do or hooks.confirm(plan)
+        except BaseException:  # Ctrl-C at the prompt: the run ends as declined, as a "no" would
+            plan.cancel()
+            raise
+        if not confirmed:
             from .errors import DigestError
 
             plan.cancel()
@@ -452,9 +437,11 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     suppressed = load_suppressions(settings.path(settings.suppression_file))
     rows = read_recipients(request.recipients, suppressed=suppressed) if request.recipients else None
     if request.dry_run:
-        if not ledger_path.exists():
+        try:
+            ledger = Ledger.open_existing(ledger_path)
+        except NoLedger:
             return run(None, rows)
-        with Ledger.open(ledger_path) as ledger:
+        with ledger:
             return run(ledger, rows)
     with newsletter_lock(ledger_path, built.newsletter), Ledger.open(ledger_path) as ledger:
         if retry and request.retry_edition != built.edition:
@@ -491,43 +478,19 @@ def write_report(path: Path, report: Any) -> None:
 
 
 def latest_edition(settings: Settings) -> str:
-    from .errors import LedgerError
-    from .ledger import Ledger
+    from .ledger import lookup
 
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
-    with Ledger.open(path) as ledger:
-        name = ledger.latest_edition(settings.slug)
-    if name is None:
-        raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
-    return name
+    return lookup.latest_edition(settings.path(settings.ledger_path), settings.slug)
 
 
 def history(settings: Settings) -> list[Any]:
-    from .ledger import Ledger
+    from .ledger import lookup
 
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        return []
-    with Ledger.open(path) as ledger:
-        return ledger.history(settings.slug)
+    return lookup.history(settings.path(settings.ledger_path), settings.slug)
 
 
 def status(settings: Settings, edition: str | None) -> dict[str, Any]:
-    from .errors import LedgerError
-    from .ledger import Ledger
+    """`digest status [--json]`: JSON-ready, with the counts also under their own names."""
+    from .ledger import lookup
 
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
-    with Ledger.open(path) as ledger:
-        name = edition or ledger.latest_edition(settings.slug)
-        if name is None:
-            raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
-        data = ledger.status(name)
-        if data is None:
-            known = ", ".join(e.edition for e in ledger.history(settings.slug, limit=5)) or "none"
-            raise LedgerError(f"no edition '{name}' in {path}; recent editions: {known} (see digest history)")
-    counts = data.get("counts", {})
-    return {**(counts if isinstance(counts, dict) else {}), **data}
+    return lookup.status(settings.path(settings.ledger_path), settings.slug, edition).to_dict()

@@ -31,9 +31,10 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Literal, Protocol, TypeVar
 
-from .deliver.base import Backend, BatchResult, OutcomeUnknown, Personal
-from .errors import DeliveryError, LedgerError, PartialFailure
-from .ledger import BatchInfo, Ledger, PendingRow, normalize_email
+from .addresses import normalize_email
+from .deliver.base import Backend, BatchResult, Personal
+from .errors import BatchOutcomeUnknown, DeliveryError, LedgerError, PartialFailure, UnsettledBatches
+from .ledger import BatchStore, PendingRow
 from .lock import require_lock
 from .models import Build, Recipient
 
@@ -58,29 +59,6 @@ class RowProblemLike(Protocol):
     line: int
     email: str
     reason: str
-
-
-class UnknownOutcomes(LedgerError):
-    """Recipients whose delivery is unknown wait for the user's decision; nothing was sent."""
-
-    def __init__(self, edition: str, count: int, batches: list[BatchInfo]):
-        self.edition = edition
-        self.count = count
-        self.batches = batches
-        shown = ", ".join(
-            f"{b.id} ({b.size} via {b.backend}{', provider id ' + b.provider_id if b.provider_id else ''})"
-            for b in batches[:10]
-        )
-        more = f" and {len(batches) - 10} more" if len(batches) > 10 else ""
-        super().__init__(
-            f"edition {edition}: {count} recipient{'s' if count != 1 else ''} in {len(batches)} "
-            f"batch{'es' if len(batches) != 1 else ''} have an unknown outcome: a run stopped after handing them "
-            f"to the backend and before hearing back (batches {shown}{more}); nothing sent. "
-            "Find out whether they went out, then re-run with --mark-unknown-sent (they were delivered) or "
-            "--resend-unknown (they were not; anyone who did get it gets it twice). For SendGrid, every message "
-            "carries custom_args 'edition' and 'batch' (the batch id): search the Activity feed for those batch ids. "
-            f"'digest status {edition}' lists them again."
-        )
 
 
 # --- plan ---------------------------------------------------------------------------------------
@@ -136,7 +114,7 @@ class SendPlan:
 
     build: Build
     backend: Backend
-    ledger: Ledger | None
+    ledger: BatchStore | None
     mode: Literal["send", "test", "dry-run"]
     unknown_policy: UnknownPolicy
     retry_failed: bool
@@ -193,7 +171,7 @@ def prepare_send(
     backend: Backend,
     recipients: Iterable[Recipient | RowProblemLike] | None,
     *,
-    ledger: Ledger | None,
+    ledger: BatchStore | None,
     test: bool = False,
     dry_run: bool = False,
     unknown: UnknownPolicy = "stop",
@@ -207,7 +185,7 @@ def prepare_send(
     - otherwise (the newsletter lock must be held): the edition is begun (content-hash rule, see
       Ledger.begin_edition), in-flight rows left by a dead run become unknown, and the list is added
       as pending. `recipients=None` sends to the edition's pending rows as the ledger has them (digest retry).
-      Unknown rows with unknown="stop" raise UnknownOutcomes before the list is read.
+      Unknown rows with unknown="stop" raise UnsettledBatches before the list is read.
     """
     if test and dry_run:
         mode: Literal["send", "test", "dry-run"] = "dry-run"
@@ -236,7 +214,7 @@ def prepare_send(
     ledger.recover_in_flight(build.edition)
     unknown_now = ledger.counts(build.edition)["unknown"]
     if unknown_now and unknown == "stop":
-        raise UnknownOutcomes(build.edition, unknown_now, ledger.unknown_batches(build.edition))
+        raise UnsettledBatches(build.edition, unknown_now, ledger.unknown_batches(build.edition))
     plan.unknown = unknown_now
     if recipients is None:
         counts = ledger.counts(build.edition)
@@ -245,7 +223,11 @@ def prepare_send(
         plan.run_id = plan.scope = ledger.start_run(build.edition, backend.name)
         # The list is read (CSV, validation) on a worker thread while SQLite stores the previous chunk.
         listed = _read_ahead(_valid(recipients, plan.problems))
-        added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
+        try:
+            added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
+        except BaseException:
+            ledger.finish_run(plan.run_id, "error")  # an unreadable list ends the run here, not as "died" later
+            raise
         plan.listed, plan.added = added.listed, added.added
         counts = ledger.counts(build.edition, run_id=plan.run_id)
     plan.already_sent = counts["sent"]
@@ -322,7 +304,7 @@ def _count_dry(plan: SendPlan, recipients: Iterable[Recipient | RowProblemLike] 
         counts = ledger.counts(edition)
         plan.unknown = counts["unknown"] + counts["in_flight"]  # a real run turns in_flight into unknown first
         if plan.unknown and plan.unknown_policy == "stop":
-            raise UnknownOutcomes(edition, plan.unknown, ledger.unknown_batches(edition, include_in_flight=True))
+            raise UnsettledBatches(edition, plan.unknown, ledger.unknown_batches(edition, include_in_flight=True))
     chunk: list[str] = []
 
     def flush() -> None:
@@ -461,7 +443,7 @@ def execute_send(
     """Carry out a plan from prepare_send. Raises DeliveryError when the backend stops the run
     (that batch goes back to pending first); otherwise returns the report (exit_code 4 if partial).
 
-    A batch whose outcome is unknown (OutcomeUnknown) is marked so and the run goes on with the next
+    A batch whose outcome is unknown (BatchOutcomeUnknown) is marked so and the run goes on with the next
     one: the rest of the list should not wait on one lost answer. After `max_unknown_in_a_row` such
     batches in a row the provider is evidently not answering, and the run stops with the rest pending.
     """
@@ -497,7 +479,7 @@ def send_edition(
     backend: Backend,
     recipients: Iterable[Recipient | RowProblemLike] | None,
     *,
-    ledger: Ledger | None,
+    ledger: BatchStore | None,
     personalize: Personalize,
     test: bool = False,
     dry_run: bool = False,
@@ -534,7 +516,7 @@ def _send_test(plan: SendPlan, report: SendReport, personalize: Personalize, pro
                 result = backend.send_batch(
                     build=plan.build, batch=[personalize(r) for r in chunk], batch_id=batch_id, test=True
                 )
-            except OutcomeUnknown as exc:
+            except BatchOutcomeUnknown as exc:
                 report.unknown += len(chunk)
                 _add_batch(report, BatchOutcome(batch_id, len(chunk), unknown=len(chunk), error=str(exc)))
                 continue
@@ -580,8 +562,8 @@ def _send_ledgered(
     answered: _Answered | None = None
     thresholds = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
-    backend.open()
     try:
+        backend.open()  # inside the try: a run the backend refuses to start (TLS, bad key) still records its end
         while True:
             if unknown_in_a_row >= max_unknown_in_a_row:
                 if answered is not None:
@@ -625,7 +607,7 @@ def _send_ledgered(
             try:
                 ahead = _prepare_next(ledger, backend, build, personalize, scope, size, f"r{run_id}-b{seq + 1:05d}")
                 result = flight.result()
-            except OutcomeUnknown as exc:
+            except BatchOutcomeUnknown as exc:
                 ledger.mark_batch_unknown(batch_id, str(exc))
                 report.unknown += len(rows)
                 _add_batch(report, BatchOutcome(batch_id, len(rows), unknown=len(rows), error=str(exc)))
@@ -692,7 +674,7 @@ def _all_sent(result: BatchResult, rows: list[PendingRow]) -> bool:
 
 
 def _record(
-    ledger: Ledger, report: SendReport, edition: str, answered: _Answered, progress: Progress | None
+    ledger: BatchStore, report: SendReport, edition: str, answered: _Answered, progress: Progress | None
 ) -> dict[str, int]:
     """Record an answer in the ledger (Ledger.record; for a batch promote already marked done, the same)
     and in the report; returns the counts by new state."""
@@ -748,7 +730,7 @@ def _prepared(backend: Backend, build: Build, batch: list[Personal], batch_id: s
 
 
 def _prepare_next(
-    ledger: Ledger,
+    ledger: BatchStore,
     backend: Backend,
     build: Build,
     personalize: Personalize,
