@@ -246,6 +246,8 @@ def test_web_body_offers_sign_up_instead_of_unsubscribe() -> None:
     assert '<a href="https://e.org/join">Subscribe</a>' in parts.body
     assert "utm_medium=web" in parts.body and "View in browser" not in parts.body and "pre" not in parts.body
     assert parts.styles == "<style>p{margin:0}</style>" and parts.body_style == "margin:0"
+    own = '<a href="https://e.org/b?utm_source=news&amp;utm_medium=email">B</a>'  # an author's own UTM: kept
+    assert own in web_body(html.replace("</body>", own + "</body>"), settings, "x").body
     bare = web_body(html, make_settings(), "x").body
     assert "Unsubscribe" not in bare and "Subscribe" not in bare and bare.count("<p>") == 2
 

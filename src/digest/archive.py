@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import logging
 import os
 import posixpath
 import re
@@ -32,8 +31,6 @@ from .ics import EventRecord, ics_url, to_ics
 from .links import retag_medium
 from .models import Build, Window
 from .personalize import HTML_TOKENS, view_url
-
-log = logging.getLogger(__name__)
 
 PACK_FORMAT = 1  # the layout of a stored web version; unpack refuses others
 WEB_MEDIUM = "web"
@@ -90,10 +87,11 @@ def _drop_link(link: Any) -> None:
 def web_body(html: str, settings: Settings, edition: str) -> WebBody:
     """The email's HTML (placeholders in, or the shared view_url filled) as a web page's body and styles."""
     import lxml.html
+    from lxml.etree import ParserError
 
     try:
         doc = lxml.html.document_fromstring(html)
-    except Exception as exc:  # lxml's parser errors have no common base worth naming here
+    except (ParserError, ValueError) as exc:
         raise ArchiveError(f"{edition}: the email's HTML cannot be parsed ({exc}); rebuild the edition") from None
     head, body = doc.find("head"), doc.find("body")
     if body is None:
@@ -311,8 +309,18 @@ def _sent_date(stamp: str, settings: Settings) -> str:
     return long_date(moment.astimezone(zoneinfo.ZoneInfo(settings.timezone)).date(), settings.words)
 
 
-def site_files(editions: list[WebEdition], settings: Settings) -> tuple[dict[PurePosixPath, bytes], list[str]]:
-    """Every file of the archive (path under the folder -> bytes) and warnings, from the editions alone."""
+@dataclass(frozen=True)
+class Site:
+    """Every file of the archive (path under the folder -> bytes), with what it holds."""
+
+    files: dict[PurePosixPath, bytes]
+    pages: int
+    events: int
+    warnings: tuple[str, ...]
+
+
+def site_files(editions: list[WebEdition], settings: Settings) -> Site:
+    """The archive's files, from the editions alone (no clock, no build folder: the same input, the same bytes)."""
     warnings: list[str] = []
     index = PurePosixPath("index.html")
     feed = PurePosixPath("feed.xml")
@@ -351,7 +359,7 @@ def site_files(editions: list[WebEdition], settings: Settings) -> tuple[dict[Pur
     for event_id, (event, stamp) in sorted(events.items()):
         moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         files[_event_path(settings, event_id)] = to_ics(event, settings, stamp=moment)
-    return files, warnings
+    return Site(files, len(rows), len(events), tuple(warnings))
 
 
 @dataclass(frozen=True)
@@ -431,9 +439,6 @@ def write_archive(settings: Settings, out: Path | None = None, *, include_unsent
         built, skipped = built_editions(settings, (e.edition for e in editions))
         editions += built
         warnings += skipped
-    files, problems = site_files(editions, settings)
-    warnings += problems
-    changed, removed = write_site(files, folder)
-    events = sum(1 for path in files if path.suffix == ".ics")
-    pages = len(editions) - len(problems)
-    return ArchiveOutcome(folder, pages, events, changed, removed, tuple(warnings))
+    site = site_files(editions, settings)
+    changed, removed = write_site(site.files, folder)
+    return ArchiveOutcome(folder, site.pages, site.events, changed, removed, (*warnings, *site.warnings))
