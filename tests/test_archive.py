@@ -32,6 +32,7 @@ from digest.checks import check_build
 from digest.cli import main
 from digest.errors import ArchiveError
 from digest.ledger import Ledger
+from digest.ledger.batches import SENT
 from digest.serve import ServeError, serve_folder
 
 MEMBERS = [("ada@example.org", "Ada Lovelace"), ("grace@example.org", "Grace Hopper"), ("alan@example.org", "")]
@@ -285,7 +286,7 @@ def test_ledger_keeps_the_first_send_date(tmp_path: Path) -> None:
         assert ledger.sent_pages(build.newsletter) == []  # nobody sent yet
         ledger.add_recipients(build.edition, [Recipient("a@example.org")])
         with ledger._db.tx() as conn:
-            conn.execute("UPDATE recipients SET state = 'sent'")
+            conn.execute(f"UPDATE recipients SET state = {SENT}")
         ((_, first, page),) = ledger.sent_pages(build.newsletter)
         ledger.store_page(build.edition, b"two")
         assert ledger.sent_pages(build.newsletter) == [(build.edition, first, b"two")]

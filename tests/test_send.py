@@ -420,7 +420,7 @@ def test_at_most_one_batch_is_ever_handed_over_and_unanswered(ledger_path: Path)
         def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
             conn = sqlite3.connect(ledger_path)
             try:
-                seen.append([r[0] for r in conn.execute("SELECT id FROM batches WHERE state = 'in_flight'")])
+                seen.append([r[0] for r in conn.execute("SELECT name FROM batches WHERE state = 'in_flight'")])
             finally:
                 conn.close()
             return super().send_batch(build, batch, batch_id, test)

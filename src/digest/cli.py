@@ -512,6 +512,33 @@ def status(ctx: click.Context, /, edition: str | None, as_json: bool) -> None:
         click.echo(f"Send the failed ones again: digest retry {data['edition']}")
 
 
+@main.group("ledger")
+def ledger_group() -> None:
+    """Look after the ledger, the file that records every send.
+
+    \b
+    Example:
+      digest ledger vacuum
+    """
+
+
+@ledger_group.command()
+@click.pass_context
+def vacuum(ctx: click.Context, /) -> None:
+    """Give the ledger's free space back to the disk; prints its size before and after. Run it between sends.
+
+    \b
+    Example:
+      digest ledger vacuum
+    """
+    from .ledger import lookup
+
+    settings = _settings(ctx)
+    path = settings.path(settings.ledger_path)
+    before, after = lookup.vacuum(path)
+    click.echo(f"Vacuumed {path}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB.")
+
+
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), help="Archive folder (default: config archive_dir).")
 @click.option("--include-unsent", is_flag=True, help="Add the editions built but not sent yet (a preview).")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .batches import now
+from .batches import SENT, now
 from .schema import Database
 
 
@@ -15,17 +15,17 @@ class PagesMixin:
         """Keep the edition's web version; a later store replaces the page, not the date of the first."""
         with self._db.tx() as conn:
             conn.execute(
-                "INSERT INTO edition_pages (edition, stored_at, page) VALUES (?, ?, ?) "
+                "INSERT INTO edition_pages (edition, stored_at, page) SELECT id, ?, ? FROM editions WHERE name = ? "
                 "ON CONFLICT (edition) DO UPDATE SET page = excluded.page",
-                (edition, now(), page),
+                (now(), page, edition),
             )
 
     def sent_pages(self, newsletter: str) -> list[tuple[str, str, bytes]]:
         """(edition, stored_at, page) of each edition of `newsletter` sent to at least one recipient."""
         rows = self._db.read(
-            "SELECT p.edition, p.stored_at, p.page FROM edition_pages p JOIN editions e ON e.id = p.edition "
+            "SELECT e.name, p.stored_at, p.page FROM edition_pages p JOIN editions e ON e.id = p.edition "
             "WHERE e.newsletter = ? AND EXISTS (SELECT 1 FROM recipients r WHERE r.edition = p.edition "
-            "AND r.state = 'sent') ORDER BY p.edition",
+            f"AND r.state = {SENT}) ORDER BY e.name",
             (newsletter,),
         ).fetchall()
         return [(str(edition), str(stored_at), bytes(page)) for edition, stored_at, page in rows]
