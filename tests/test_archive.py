@@ -360,3 +360,17 @@ def test_archive_of_a_fresh_folder_is_an_empty_site(tmp_path: Path, monkeypatch:
     assert code == 0 and "0 edition(s)" in out
     assert sorted(tree(folder / "public")) == ["feed.xml", "index.html"]
     assert hashlib.sha256((folder / "public/index.html").read_bytes()).hexdigest()
+
+
+def test_ics_folds_utf8_at_75_octets_and_depends_only_on_its_input() -> None:
+    """Accented text folds at 75 octets, never inside a character; the same event gives the same bytes."""
+    from digest.ics import EventRecord, google_url, to_ics
+
+    event = EventRecord("r", "Réunion d’été", dt.date(2020, 8, 20), dt.date(2020, 8, 20), "Québec", "", "", "é" * 200)
+    stamp = dt.datetime(2020, 2, 1, 14, tzinfo=dt.UTC)
+    raw = to_ics(event, make_settings(), stamp=stamp)
+    assert raw == to_ics(event, make_settings(), stamp=stamp)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 75
+    assert raw.decode("utf-8").count("é") == 200 + 3 + 1  # strict decoding: no character cut by a fold
+    assert b"DTEND;VALUE=DATE:20200821" in raw and b"DTSTAMP:20200201T140000Z" in raw
+    assert "dates=20200820/20200821" in google_url(event) and "location=Qu%C3%A9bec" in google_url(event)
