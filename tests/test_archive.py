@@ -301,6 +301,17 @@ def test_archive_folder_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     assert target.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["site"]
 
 
+def test_a_linked_archive_folder_is_replaced_where_it_points(tmp_path: Path) -> None:
+    """archive_dir as a symlink to a web root: the web root gets the new files and the link stays a link."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "old.html").write_text("old")
+    link = tmp_path / "archive"
+    link.symlink_to(root)
+    assert write_site({PurePosixPath("index.html"): b"new"}, link) == (1, 1)
+    assert link.is_symlink() and sorted(p.name for p in root.iterdir()) == ["index.html"]
+
+
 @pytest.fixture
 def served(sent: Path) -> Iterator[str]:
     """digest's archive server on a free port, over the archive of the two editions."""

@@ -397,6 +397,8 @@ def write_site(files: dict[PurePosixPath, bytes], folder: Path) -> tuple[int, in
     """
     if folder.exists() and not folder.is_dir():
         raise ArchiveError(f"{folder}: is a file, not a folder; set archive_dir (or --out) to a folder")
+    if folder.is_symlink():
+        folder = folder.resolve()  # replace the folder it points at (a web root), never the link itself
     old = _existing(folder)
     changed = [path for path, data in files.items() if path not in old or old[path].read_bytes() != data]
     removed = [path for path in old if path not in files]
