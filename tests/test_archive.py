@@ -385,3 +385,11 @@ def test_ics_folds_utf8_at_75_octets_and_depends_only_on_its_input() -> None:
     assert raw.decode("utf-8").count("é") == 200 + 3 + 1  # strict decoding: no character cut by a fold
     assert b"DTEND;VALUE=DATE:20200821" in raw and b"DTSTAMP:20200201T140000Z" in raw
     assert "dates=20200820/20200821" in google_url(event) and "location=Qu%C3%A9bec" in google_url(event)
+
+
+def test_a_bad_ics_url_is_a_config_error(newsletter: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ics_url with an unknown placeholder: exit 1 naming the config file, the setting and the allowed ones."""
+    monkeypatch.setenv("DIGEST_ICS_URL", "{base_url}/{event}.ics")
+    code, _, err = digest("build", "--month", "2020-01")
+    assert code == 1 and "digest.toml: 'ics_url' cannot be filled" in err and "{base_url} and {id}" in err
+    assert "Traceback" not in err
