@@ -88,7 +88,7 @@ def prepare(folder: Path, editions: int) -> None:
             recipients=folder / "members.csv",
             skip_checks=True,
         )
-        report = pipeline.send(settings, request, hooks)
+        report = pipeline.send_edition(settings, request, hooks)
         assert report is not None and report.exit_code == 0, report
     shutil.rmtree(folder / "build")
 

@@ -16,7 +16,11 @@ from digest.contentfile import local_date
 from digest.entries import parse_date
 from digest.summaries import cut, summary
 
-CONFIG = 'base_url = "https://cities.example.org"\ntimezone = "America/Chicago"\nsummary_words = {words}\n'
+CONFIG = (
+    'name = "City Innovation Network"\nslug = "city-innovation"\n'
+    'sender = "City Innovation Network <news@example.org>"\n'
+    'base_url = "https://cities.example.org"\ntimezone = "America/Chicago"\nsummary_words = {words}\n'
+)
 
 
 def imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, *args: str, words: int = 60) -> Path:
