@@ -143,6 +143,7 @@ def test_outside_a_newsletter_folder_says_where_it_looked(tmp_path: Path) -> Non
         ('[smtp]\nhots = "x"\n', "[smtp]: unknown setting 'hots'; did you mean 'host'?"),
         ("[sendgrid]\nbatchsize = 10\n", "[sendgrid]: unknown setting 'batchsize'; did you mean 'batch_size'?"),
         ('[words]\nmonth = ["x"]\n', "[words]: unknown setting 'month'; did you mean 'months'?"),
+        ('[[sections]]\nid = "a"\ntitle = "A"\nkind = ["news"]\n', "unknown keys ['kind']; did you mean 'kinds'?"),
     ],
 )
 def test_config_typos_get_a_suggestion_from_their_own_table(tmp_path: Path, text: str, message: str) -> None:

@@ -117,9 +117,9 @@ _IMPORT_NAMES = {
     "mjml-python": "mjml",
     "PyYAML": "yaml",
     "markdown-it-py": "markdown_it",
+    "python-dateutil": "dateutil",
     "email-validator": "email_validator",
     "recurring-ical-events": "recurring_ical_events",
-    "python-dateutil": "dateutil",
 }
 
 
@@ -137,7 +137,7 @@ def test_every_declared_dependency_is_imported() -> None:
     sources = "\n".join(path.read_text(encoding="utf-8") for path in _modules().values())
     for requirement in _pyproject()["project"]["dependencies"]:
         dist = re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0]
-        module = _IMPORT_NAMES.get(dist, dist.lower())
+        module = _IMPORT_NAMES.get(dist, dist.lower().replace("-", "_"))
         assert re.search(rf"^\s*(import|from) {module}\b", sources, re.M), f"{dist} is declared but never imported"
 
 

@@ -198,13 +198,14 @@ def import_cmd(
       digest import && digest send --period previous-month --recipients members.csv --yes --if-new
     """
     from . import importer
+    from .cli_output import import_json, import_lines
 
     settings = _settings(ctx)
     report = importer.import_feeds(settings, sources, dry_run=dry_run, today=today, timeout=timeout)
     if as_json:
-        click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(import_json(report), indent=2, ensure_ascii=False))
     else:
-        for line in importer.report_lines(report):
+        for line in import_lines(report):
             click.echo(line)
     if report.failed:
         raise importer.failure(report)
@@ -359,8 +360,7 @@ def _hooks(yes: bool, quiet_progress: bool = False) -> Any:
 
 
 def _finish_send(ctx: click.Context, report: Any, report_path: str | None, recipients: str | None = None) -> None:
-    from .cli_output import row_problem_lines
-    from .pipeline import write_report
+    from .cli_output import row_problem_lines, write_report
 
     if report is None:
         return

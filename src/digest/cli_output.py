@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .models import Item, Selection
+
+if TYPE_CHECKING:  # the import modules load only when `digest import` runs
+    from .importer import ImportReport
 from .pipeline import BuildOutcome, CheckOutcome
 
 
@@ -106,6 +111,14 @@ def check_json(outcome: CheckOutcome) -> dict[str, Any]:
     }
 
 
+def write_report(path: Path, report: Any) -> None:
+    """`--report FILE`: the send report as JSON, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(path.suffix + ".tmp")
+    temp.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+
+
 SHOWN_ROW_PROBLEMS = 5  # bad list rows printed on screen; the report file holds the rest
 
 
@@ -127,3 +140,54 @@ def row_problem_lines(report: Any, recipients: Path | None, report_path: Path | 
         where = f"the first {len(rows)} are in {report_path}" if report_path else "add --report FILE to list them"
         lines.append(f"... and {hidden:,} more bad row{'s' if hidden != 1 else ''} ({where})")
     return lines
+
+
+def import_lines(report: ImportReport) -> list[str]:
+    """`digest import`: one line per feed, one per file written or left alone, a closing line."""
+    if not report.feeds:
+        return ["No feeds to import: give a feed URL or file, or add [[feeds]] to digest.toml (docs/IMPORT.md)."]
+    lines: list[str] = []
+    verb = "would write" if report.dry_run else "wrote"
+    for feed in report.feeds:
+        if feed.error:
+            lines.append(f"{feed.source}: FAILED: {feed.error}")
+            continue
+        if feed.not_modified:
+            lines.append(f"{feed.source}: not modified since the last import (0 new)")
+            continue
+        counts = f"{len(feed.new)} new, {len(feed.updated)} updated, {feed.unchanged} unchanged"
+        extra = f", {len(feed.skipped)} skipped" if feed.skipped else ""
+        extra += f", {len(feed.kept)} left alone" if feed.kept else ""
+        lines.append(f"{feed.source}: {counts}{extra}")
+        lines += [f"  {verb} {name} (new)" for name in feed.new]
+        lines += [f"  {verb} {name} (updated)" for name in feed.updated]
+        lines += [f"  skipped {s.entry}: {s.reason}" for s in feed.skipped]
+        lines += [f"  left alone {k.file}: {k.reason}" for k in feed.kept]
+    plural = "s" if len(report.feeds) != 1 else ""
+    closing = f"{report.total('new')} new, {report.total('updated')} updated from {len(report.feeds)} feed{plural}."
+    if report.failed:
+        closing += f" {len(report.failed)} failed."
+    if report.dry_run:
+        closing += " This was a dry run: nothing was written. Run without --dry-run to import."
+    lines.append(closing)
+    return lines
+
+
+def import_json(report: ImportReport) -> dict[str, Any]:
+    """`digest import --json`: totals, then per feed what was written, left as it is, skipped or kept."""
+    totals = {name: report.total(name) for name in ("new", "updated", "unchanged", "skipped", "kept")}
+    feeds = [
+        {
+            "source": feed.source,
+            "format": feed.format,
+            "not_modified": feed.not_modified,
+            "new": feed.new,
+            "updated": feed.updated,
+            "unchanged": feed.unchanged,
+            "skipped": [{"entry": s.entry, "reason": s.reason} for s in feed.skipped],
+            "kept": [{"file": k.file, "reason": k.reason} for k in feed.kept],
+            "error": feed.error or None,
+        }
+        for feed in report.feeds
+    ]
+    return {"dry_run": report.dry_run, **totals, "failed": len(report.failed), "feeds": feeds}

@@ -21,6 +21,7 @@ from typing import Any
 from .errors import ConfigError
 
 CONFIG_NAME = "digest.toml"
+MAX_IN_FLIGHT = 16  # [sendgrid] concurrency and [smtp] connections
 BACKENDS = ("outbox", "smtp", "sendgrid")  # deliver/registry.py maps each to its class
 SECRET_ENV = ("SENDGRID_API_KEY", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET")
 
@@ -51,6 +52,7 @@ class SmtpSettings:
     security: str = "starttls"  # starttls | ssl | none
     user: str = ""
     timeout: float = 30.0
+    connections: int = 2  # connections in parallel, one batch on each
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class SendGridSettings:
     categories: tuple[str, ...] = ("digest",)
     timeout: float = 30.0
     max_retries: int = 5
+    concurrency: int = 4  # requests out at once; 1: one after another
 
 
 @dataclass(frozen=True)
@@ -251,11 +254,13 @@ def _sections(where: str, raw: Any) -> tuple[Section, ...]:
     for n, entry in enumerate(raw, 1):
         if not isinstance(entry, dict) or "id" not in entry or "title" not in entry:
             raise ConfigError(f"{where}: section {n} needs an 'id' and a 'title'")
-        unknown = set(entry) - {"id", "title", "kinds", "featured", "upcoming"}
+        keys = ("id", "title", "kinds", "featured", "upcoming")
+        unknown = sorted(set(entry) - set(keys))
         if unknown:
+            close = difflib.get_close_matches(unknown[0], keys, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(
-                f"{where}: section {entry['id']!r} has unknown keys {sorted(unknown)}; "
-                "use id, title, kinds, featured, upcoming"
+                f"{where}: section {entry['id']!r} has unknown keys {unknown}; {hint}use {', '.join(keys)}"
             )
         out.append(
             Section(
@@ -418,6 +423,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"{where}: backend must be one of {', '.join(BACKENDS)} (got {settings.backend!r})")
     if not 1 <= settings.sendgrid.batch_size <= 1000:
         raise ConfigError(f"{where}: [sendgrid] batch_size must be 1..1000 (SendGrid's limit per request)")
+    # A crash leaves up to this many batches unknown, and providers throttle wide fan-outs: keep it small.
+    if not 1 <= settings.sendgrid.concurrency <= MAX_IN_FLIGHT:
+        raise ConfigError(f"{where}: [sendgrid] concurrency must be 1..{MAX_IN_FLIGHT} (requests out at once)")
+    if not 1 <= settings.smtp.connections <= MAX_IN_FLIGHT:
+        raise ConfigError(f"{where}: [smtp] connections must be 1..{MAX_IN_FLIGHT} (SMTP connections in parallel)")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", settings.slug):
         raise ConfigError(f"{where}: 'slug' must be lowercase letters, digits and dashes (got {settings.slug!r})")
     if settings.upcoming_days < 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,10 +136,6 @@ def serve_preview(
     serve(rebuild, watch, host="127.0.0.1", port=port, on_ready=on_ready, on_rebuild=on_rebuild, stop=stop)
 
 
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 @dataclass(frozen=True)
 class CheckOutcome:
     build: Build
@@ -155,11 +150,14 @@ def check_edition(
     settings: Settings, opts: SelectionOptions, from_build: Path | None, *, spamassassin: bool = True
 ) -> CheckOutcome:
     """Build (or read a build) and run every quality check over what a subscriber would get."""
+    from . import checked
     from .build import read_build
     from .checks import check_build
 
     built = read_build(from_build) if from_build else build_edition(settings, opts, None).build
-    results = check_build(built, settings, spamassassin=None if spamassassin else False)
+    spam = None if spamassassin else False
+    results = check_build(built, settings, spamassassin=spam)
+    checked.record(built, settings, results, spam)  # a send of this build need not check it again
     return CheckOutcome(built, tuple(results))
 
 
@@ -242,9 +240,9 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
         hooks.notice(f"Built {built.edition} -> {built.folder}")
     if request.skip_checks or request.dry_run:
         return built
-    from .checks import check_build
+    from .checked import check_once
 
-    results = check_build(built, settings, spamassassin=None if request.spamassassin else False)
+    results = check_once(built, settings, spamassassin=None if request.spamassassin else False)
     failing = [r for r in results if r.status == "fail"]
     if failing:
         lines = "\n".join(r.line() for r in failing)
@@ -369,16 +367,6 @@ def _posted_ids(built: Build) -> list[str]:
     selection = built.manifest.get("selection", {})
     posted = selection.get("posted", []) if isinstance(selection, dict) else []
     return [str(i) for i in posted]
-
-
-def write_report(path: Path, report: Any) -> None:
-    import json
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(path.suffix + ".tmp")
-    temp.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(temp, path)
 
 
 # --- ledger views ---------------------------------------------------------------------------------
