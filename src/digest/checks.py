@@ -26,9 +26,8 @@ from lxml.etree import ParserError, _Element
 
 from .build import read_build
 from .config import Settings
-from .deliver.base import Personal
-from .deliver.mime import MessageTemplate
 from .errors import ConfigError
+from .message import MessageTemplate
 from .models import Build, Recipient
 from .personalize import FIELDS, SAMPLE_EMAIL, SAMPLE_NAME, fill, html_token, sample_values, text_token
 from .unsubscribe import ONE_CLICK, list_unsubscribe_headers
@@ -851,8 +850,8 @@ def sample_list_message(build: Build, settings: Settings) -> bytes:
     values = sample_values(settings, build.edition)
     template = MessageTemplate.from_build(build)
     recipient = Recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME)
-    personal = Personal(recipient, values, _sample_headers(settings, values["unsubscribe_url"]))
-    return template.render(personal, template.new_message_id())
+    headers = _sample_headers(settings, values["unsubscribe_url"])
+    return template.render(recipient, values, headers, template.new_message_id())
 
 
 def _parts(eml: bytes) -> tuple[str, str, int]:

@@ -35,9 +35,9 @@ from collections.abc import Callable
 
 from ..config import SmtpSettings
 from ..errors import DeliveryError
+from ..message import MessageTemplate
 from ..models import Build
 from .base import BatchResult, Personal
-from .mime import MessageTemplate
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class SmtpBackend:
             code, resp = conn.docmd("DATA")
             if code != 354:
                 raise _Refused("DATA", code, _reply(resp))
-            conn.send(_dot_stuffed(data) + b".\r\n")  # data ends with CRLF (mime.py)
+            conn.send(_dot_stuffed(data) + b".\r\n")  # data ends with CRLF (message.py)
         except smtplib.SMTPServerDisconnected as exc:
             raise _Dropped(str(exc)) from None
         try:
@@ -237,7 +237,7 @@ class SmtpBackend:
         rcpt = p.recipient.email
         sender = template.envelope_from
         options: list[str] = []
-        data = template.render(p, template.new_message_id())
+        data = template.render(p.recipient, p.values, p.headers, template.new_message_id())
         temporary = 0
         dropped = 0
         while True:
