@@ -507,7 +507,7 @@ def breakdown(inp: Inputs, sink: Sink, rounds: int) -> dict[str, Any]:
     from digest.personalize import view_url, with_shared_values
     from digest.pipeline import _personalizer
     from digest.recipients import read_recipients
-    from digest.send import send_edition
+    from digest.send import execute_send, prepare_send
 
     source = source_fingerprint()
     one = inp.root / "one.csv"
@@ -548,9 +548,8 @@ def breakdown(inp: Inputs, sink: Sink, rounds: int) -> dict[str, Any]:
         ledger_path = cfg / f"ledger-{rep}.sqlite3"
         started = time.process_time()
         with newsletter_lock(ledger_path, build.newsletter), Ledger.open(ledger_path) as ledger:
-            report = send_edition(
-                build, _NullBackend(), read_recipients(inp.members), ledger=ledger, personalize=personalize
-            )
+            plan = prepare_send(build, _NullBackend(), read_recipients(inp.members), ledger=ledger)
+            report = execute_send(plan, personalize=personalize)
         loop.append((time.process_time() - started) / inp.count * 1e6)
         assert report.sent == inp.count, report.message
     parts = {
