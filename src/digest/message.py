@@ -3,8 +3,7 @@ UTF-8, quoted-printable): the build's sample `email.eml` and every message the o
 
 A send serialises the message once, as a template, and personalises it in bytes: the headers, the
 boundary and the part headers are bytes made once, and each part is quoted-printable encoded once
-*between* its placeholders. Per recipient only the values are encoded and the pieces joined
-(`benchmarks/smtp_5000.py --breakdown` shows this next to an EmailMessage built per recipient).
+*between* its placeholders. Per recipient only the values are encoded and the pieces joined.
 
 Why that is correct: a QP soft line break ("=" CRLF) may stand anywhere outside an "=XX" escape and
 decodes to nothing. Every pre-encoded static chunk that a placeholder follows ends in a soft break
