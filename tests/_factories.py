@@ -61,6 +61,9 @@ def make_settings(root: Path | None = None, **changes: Any) -> Settings:
     """Settings as a real newsletter has them (postal address, reply-to), rooted at `root` (default: cwd)."""
     base = Settings(
         root=root or Path.cwd(),
+        name="Mayors Innovation Project",
+        slug="mayors-innovation",
+        sender="Mayors Innovation Project <news@example.org>",
         postal_address=POSTAL_ADDRESS,
         reply_to="Mayors Innovation Project <info@example.org>",
     )
@@ -170,7 +173,7 @@ def golden_selection() -> Selection:
             kind="meeting",
             start=dt.date(2020, 1, 24),
             end=dt.date(2020, 1, 25),
-            when="January 24 - 25, 2020",
+            when="Friday, January 24 - Saturday, January 25",
             place="Washington, DC",
             summary="We invite all mayors to join us in Washington, DC.",
             actions=[("Register Now", "https://example.org/register?event=winter-2020&src=mail")],
@@ -187,6 +190,7 @@ def golden_selection() -> Selection:
             when="February 20 - 22, Tacoma, WA",
             place="Tacoma, WA",
             summary="Hosted by Mayor Woodards: mark your calendars!",
+            actions=[("Learn more & register here.", None)],
         ),
         make_event(
             "data-driven-fire-department",

@@ -22,11 +22,11 @@ from digest.config import SendGridSettings, SmtpSettings
 from digest.deliver.base import Backend, Personal
 from digest.deliver.sendgrid import SendGridBackend
 from digest.deliver.smtp import SmtpBackend
-from digest.errors import DeliveryError
+from digest.errors import DeliveryError, UnsettledBatches
 from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
-from digest.send import SendReport, UnknownOutcomes
+from digest.send import SendReport
 from digest.testing.sendgrid_emulator import SendGridEmulator
 
 ED = "mayors-innovation-2020-01"
@@ -93,7 +93,7 @@ def arrivals_in(sink: Sink) -> Arrivals:
 
 def states(ledger_path: Path) -> dict[str, str]:
     with Ledger.open(ledger_path) as ledger:
-        rows = ledger._conn.execute("SELECT email_norm, state FROM recipients WHERE edition = ?", (ED,))
+        rows = ledger._db.conn.execute("SELECT email_norm, state FROM recipient_rows WHERE edition = ?", (ED,))
         return dict(rows.fetchall())
 
 
@@ -139,7 +139,7 @@ def run_until_done(
         except DeliveryError:
             figures["stopped"] += 1
             unknown = "stop"
-        except UnknownOutcomes as exc:
+        except UnsettledBatches as exc:
             figures["unknown_batches"] += len(exc.batches)
             got = arrivals()
             with Ledger.open(ledger_path) as ledger:

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from _factories import send_edition
 
-from digest.deliver.base import BatchResult, OutcomeUnknown, Personal
-from digest.errors import DeliveryError, LedgerError
+from digest.deliver.base import BatchResult, Personal
+from digest.errors import BatchOutcomeUnknown, DeliveryError, LedgerError, UnsettledBatches
 from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
 from digest.recipients import read_recipients
-from digest.send import SendReport, UnknownOutcomes, execute_send, prepare_send
+from digest.send import REPORT_CAP, SendReport, execute_send, prepare_send
 
 ED = "mayors-innovation-2020-01"
 
@@ -46,12 +46,13 @@ def personalize(r: Recipient) -> Personal:
 class ScriptedBackend:
     """A backend in memory: delivers (records) every batch unless the script says otherwise for that call.
 
-    Script values per send_batch call number (1-based): "unknown" (raise OutcomeUnknown after delivering),
-    "lost" (raise OutcomeUnknown without delivering), "refuse" (raise DeliveryError, nothing delivered),
+    Script values per send_batch call number (1-based): "unknown" (raise BatchOutcomeUnknown after delivering),
+    "lost" (raise BatchOutcomeUnknown without delivering), "refuse" (raise DeliveryError, nothing delivered),
     "fail-first" (the first recipient of the batch fails), "interrupt" (KeyboardInterrupt after delivering).
     """
 
     batch_size: int = 3
+    concurrency: int = 1
     script: dict[int, str] = field(default_factory=dict)
     name: str = "scripted"
     delivered: list[str] = field(default_factory=list)
@@ -74,13 +75,13 @@ class ScriptedBackend:
         if action == "refuse":
             raise DeliveryError("scripted: 401 bad key; set SENDGRID_API_KEY")
         if action == "lost":
-            raise OutcomeUnknown("scripted: connection reset before the request was written")
+            raise BatchOutcomeUnknown("scripted: connection reset before the request was written")
         if action == "fail-first":
             self.delivered += emails[1:]
             return BatchResult(sent=emails[1:], failed=[(emails[0], "550 mailbox unavailable")], provider_id=batch_id)
         self.delivered += emails
         if action == "unknown":
-            raise OutcomeUnknown("scripted: read timed out after the request was sent")
+            raise BatchOutcomeUnknown("scripted: read timed out after the request was sent")
         if action == "interrupt":
             raise KeyboardInterrupt
         return BatchResult(sent=emails, provider_id=f"msg-{batch_id}")
@@ -191,7 +192,7 @@ def test_delivery_error_releases_the_batch_and_stops(ledger_path: Path) -> None:
 
 
 def test_unknown_batch_is_marked_and_the_run_goes_on(ledger_path: Path) -> None:
-    """OutcomeUnknown marks that batch unknown, later batches still go; the report exits 4."""
+    """BatchOutcomeUnknown marks that batch unknown, later batches still go; the report exits 4."""
     backend = ScriptedBackend(script={1: "unknown"})
     report = run(ledger_path, backend, people(7))
     assert (report.sent, report.unknown, report.exit_code) == (4, 3, 4)
@@ -203,7 +204,7 @@ def test_unknown_stops_the_next_run_until_decided(ledger_path: Path) -> None:
     """A run finding unknown rows sends nothing and names batches, provider ids, both flags and the SendGrid hint."""
     run(ledger_path, ScriptedBackend(script={2: "unknown"}), people(7))
     backend = ScriptedBackend()
-    with pytest.raises(UnknownOutcomes) as info:
+    with pytest.raises(UnsettledBatches) as info:
         run(ledger_path, backend, people(9))
     text = str(info.value)
     assert backend.calls == 0 and isinstance(info.value, LedgerError)
@@ -242,7 +243,7 @@ def test_crash_leftovers_become_unknown(ledger_path: Path) -> None:
         ledger.add_recipients(ED, people(4))
         rows = ledger.next_batch(ED, 2)
         ledger.mark_in_flight(ED, [r.email_norm for r in rows], "dead-b1", "sendgrid", "h")
-    with pytest.raises(UnknownOutcomes, match="2 recipients in 1 batch"):
+    with pytest.raises(UnsettledBatches, match="2 recipients in 1 batch"):
         run(ledger_path, ScriptedBackend(), people(4))
     assert counts(ledger_path)["unknown"] == 2
 
@@ -263,6 +264,14 @@ def test_failures_are_reported_and_retry_sends_them(ledger_path: Path) -> None:
     report = run(ledger_path, retry, None, retry_failed=True)
     assert retry.delivered == ["user0@example.org"] and report.exit_code == 0
     assert counts(ledger_path)["sent"] == 5
+
+
+def test_failures_listed_in_a_report_are_capped_but_all_counted(ledger_path: Path) -> None:
+    """Past REPORT_CAP failed recipients the report keeps counting but lists no more."""
+    backend = ScriptedBackend(batch_size=1, script=dict.fromkeys(range(1, REPORT_CAP + 6), "fail-first"))
+    report = run(ledger_path, backend, people(REPORT_CAP + 5))
+    assert report.failed == REPORT_CAP + 5 and len(report.failures) == REPORT_CAP
+    assert report.failures[0].email == "user0@example.org"
 
 
 def test_changed_content_is_refused_unless_allowed(ledger_path: Path) -> None:
@@ -295,7 +304,7 @@ def test_declined_plan_changes_no_state(ledger_path: Path) -> None:
         assert (plan.to_send, plan.already_sent, plan.unknown) == (5, 1, 3)
         assert plan.summary() == f"Send {ED} to 5 recipients via scripted (1 already sent)."
         plan.cancel()
-        assert ledger.status(ED)["runs"][-1]["outcome"] == "declined"  # type: ignore[index]
+        assert ledger.runs(ED)[-1].outcome == "declined"
     assert backend.calls == 0 and counts(ledger_path)["unknown"] == 3
 
 
@@ -377,7 +386,7 @@ def test_dry_run_refuses_where_the_real_run_would(ledger_path: Path) -> None:
     run(ledger_path, ScriptedBackend(script={2: "unknown"}), people(6))
     before = counts(ledger_path)
     with Ledger.open(ledger_path) as ledger:
-        with pytest.raises(UnknownOutcomes, match="3 recipients in 1 batch"):
+        with pytest.raises(UnsettledBatches, match="3 recipients in 1 batch"):
             send_edition(
                 make_build(ledger_path.parent),
                 ScriptedBackend(),
@@ -421,7 +430,7 @@ def test_at_most_one_batch_is_ever_handed_over_and_unanswered(ledger_path: Path)
         def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
             conn = sqlite3.connect(ledger_path)
             try:
-                seen.append([r[0] for r in conn.execute("SELECT id FROM batches WHERE state = 'in_flight'")])
+                seen.append([r[0] for r in conn.execute("SELECT name FROM batches WHERE state = 'in_flight'")])
             finally:
                 conn.close()
             return super().send_batch(build, batch, batch_id, test)
@@ -430,6 +439,58 @@ def test_at_most_one_batch_is_ever_handed_over_and_unanswered(ledger_path: Path)
     assert report.sent == 10 and len(seen) == 4
     assert seen == [[f"r1-b{i:05d}"] for i in range(1, 5)]
     with Ledger.open(ledger_path) as ledger:
-        attempts = {r[0] for r in ledger._conn.execute("SELECT attempts FROM recipients")}
+        attempts = {r[0] for r in ledger._db.conn.execute("SELECT attempts FROM recipients")}
         assert attempts == {1}
         assert [b.size for b in ledger.batches(ED)] == [3, 3, 3, 1]
+
+
+def test_requests_in_flight_are_bounded_by_the_backend_concurrency(ledger_path: Path) -> None:
+    """With concurrency 3, three batches are out at once (a barrier proves it), never more are handed over
+    without an answer, and every recipient is sent once with one attempt."""
+    import sqlite3
+    import threading
+
+    barrier = threading.Barrier(3, timeout=10)
+    lock = threading.Lock()
+    in_flight_seen: list[int] = []
+
+    class Wide(ScriptedBackend):
+        def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+            conn = sqlite3.connect(ledger_path)
+            try:
+                n = conn.execute("SELECT count(*) FROM batches WHERE state = 'in_flight'").fetchone()[0]
+            finally:
+                conn.close()
+            with lock:
+                in_flight_seen.append(n)
+                self.delivered += [p.recipient.email for p in batch]
+            if len(in_flight_seen) <= 3:
+                barrier.wait()  # the first three meet here: they are out together
+            return BatchResult(sent=[p.recipient.email for p in batch], provider_id=batch_id)
+
+    backend = Wide(batch_size=2, concurrency=3)
+    report = run(ledger_path, backend, people(15))
+    assert report.sent == 15 and report.exit_code == 0 and max(in_flight_seen) <= 3
+    assert sorted(backend.delivered) == sorted(f"user{i}@example.org" for i in range(15))
+    with Ledger.open(ledger_path) as ledger:
+        assert {r[0] for r in ledger._db.conn.execute("SELECT attempts FROM recipients")} == {1}
+        assert sorted(b.size for b in ledger.batches(ED)) == [1] + [2] * 7
+
+
+def test_a_refusal_with_requests_in_flight_waits_for_their_answers(ledger_path: Path) -> None:
+    """A DeliveryError on one batch stops new batches; the batches still out are recorded before it is raised."""
+    import threading
+
+    refused = threading.Event()
+
+    class Refusing(ScriptedBackend):
+        def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+            if batch_id.endswith("b00001"):
+                refused.set()
+                raise DeliveryError("scripted: 401 bad key; set SENDGRID_API_KEY")
+            refused.wait(5)  # answered after the refusal came in
+            return BatchResult(sent=[p.recipient.email for p in batch], provider_id=batch_id)
+
+    with pytest.raises(DeliveryError, match="401 bad key.*this run sent 4 before it stopped"):
+        run(ledger_path, Refusing(batch_size=2, concurrency=3), people(10))
+    assert counts(ledger_path) == {"pending": 6, "in_flight": 0, "sent": 4, "failed": 0, "unknown": 0}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,59 @@ class DeliveryError(DigestError):
     """A backend could not deliver and the run must stop (bad key, bad request, server gone)."""
 
 
+class BatchOutcomeUnknown(DeliveryError):
+    """Raised by a backend: the request went out and no answer came, so the batch may or may not be delivered.
+
+    The send loop marks such a batch `unknown` and never re-sends it on its own.
+    """
+
+
 class LedgerError(DigestError):
-    """The ledger refuses (edition content changed, unknown outcomes to decide, bad schema)."""
+    """The ledger refuses (edition content changed, unknown outcomes to decide, bad schema, no ledger yet)."""
+
+
+class NothingSentYet(LedgerError):
+    """No edition of this newsletter was sent yet: `digest status` and `history` say so alike and exit 0."""
+
+
+class NoLedger(NothingSentYet):
+    """The ledger file does not exist yet: nothing has been sent with this configuration."""
+
+
+class _Batch(Protocol):
+    """What UnsettledBatches shows of a batch (the ledger's BatchInfo)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def provider_id(self) -> str: ...
+
+
+class UnsettledBatches(LedgerError):
+    """Raised by the ledger's users before sending: batches with an unknown outcome wait for the user's decision."""
+
+    def __init__(self, edition: str, count: int, batches: Sequence[_Batch]):
+        self.edition = edition
+        self.count = count
+        self.batches = list(batches)
+        shown = ", ".join(
+            f"{b.id} ({b.size} via {b.backend}{', provider id ' + b.provider_id if b.provider_id else ''})"
+            for b in batches[:10]
+        )
+        more = f" and {len(batches) - 10} more" if len(batches) > 10 else ""
+        super().__init__(
+            f"edition {edition}: {count} recipient{'s' if count != 1 else ''} in {len(batches)} "
+            f"batch{'es' if len(batches) != 1 else ''} have an unknown outcome: a run stopped after handing them "
+            f"to the backend and before hearing back (batches {shown}{more}); nothing sent. "
+            "Find out whether they went out, then re-run with --mark-unknown-sent (they were delivered) or "
+            "--resend-unknown (they were not; anyone who did get it gets it twice). For SendGrid, every message "
+            "carries custom_args 'edition' and 'batch' (the batch id): search the Activity feed for those batch ids. "
+            f"'digest status {edition}' lists them again."
+        )
 
 
 class LockedError(DigestError):
@@ -94,7 +147,23 @@ class PartialFailure(DigestError):
     exit_code = 4
 
 
+class ServeError(DigestError):
+    """The preview server cannot start (port taken, bad host)."""
+
+
 class CheckFailed(DigestError):
     """`digest check` found a failing check; sends refuse to go on."""
 
     exit_code = 6
+
+
+class FeedError(DigestError):
+    """One feed of `digest import` cannot be fetched or read; the other feeds are still imported."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+    def __reduce__(self) -> tuple[type[FeedError], tuple[str, str]]:
+        return (FeedError, (self.source, self.problem))

@@ -7,17 +7,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .config import Settings
 from .errors import Problem
-from .models import Build, Item, Selection
+from .models import Build, Item, LoadResult, Selection
 from .personalize import sample_values
 from .selection import SelectionOptions, require_items, resolve_window, select
 from .startup import imports_frozen
-
-if TYPE_CHECKING:
-    from .content import LoadResult
 
 
 @dataclass(frozen=True)
@@ -67,75 +64,12 @@ def choose(
     window = resolve_window(opts, settings.timezone)
     selection = select(items, window, opts, settings.upcoming_days)
     if not allow_empty:
-        require_items(selection)
+        require_items(selection, items)
     return Chosen(selection, warnings)
 
 
-def selection_json(selection: Selection) -> dict[str, Any]:
-    w = selection.window
-    rows = []
-    for chosen in selection.items:
-        item = chosen.item
-        row: dict[str, Any] = {
-            "id": item.id,
-            "title": item.title,
-            "subtitle": item.subtitle,
-            "date": item.date.isoformat(),
-            "kind": item.kind,
-            "tags": list(item.tags),
-            "url": item.url,
-            "reason": chosen.reason,
-            "why": _why(chosen.reason, item, selection),
-            "source": str(item.source),
-        }
-        if item.event:
-            row["event"] = {
-                "start": item.event.start.isoformat(),
-                "end": item.event.end.isoformat() if item.event.end else None,
-                "when": item.event.when,
-                "place": item.event.place,
-            }
-        rows.append(row)
-    return {
-        "window": {"since": w.since.isoformat(), "until": w.until.isoformat(), "tz": w.tz, "label": w.label},
-        "upcoming_until": selection.upcoming_until.isoformat(),
-        "filters": selection.filters,
-        "count": len(selection),
-        "posted": len(selection.posted),
-        "upcoming": len(selection.upcoming),
-        "items": rows,
-    }
-
-
-def _why(reason: str, item: Item, selection: Selection) -> str:
-    if reason == "posted":
-        return f"posted {item.date.isoformat()}, in the window"
-    start = item.event.start.isoformat() if item.event else "?"
-    days = (selection.upcoming_until - selection.window.until).days
-    return f"upcoming event on {start}, within {days} days after the window"
-
-
-def selection_table(selection: Selection) -> list[str]:
-    w = selection.window
-    lines = [
-        f"Window {w.since.isoformat()} .. {w.until.isoformat()} ({w.tz}): {len(selection.posted)} posted, "
-        f"{len(selection.upcoming)} upcoming event(s) until {selection.upcoming_until.isoformat()}"
-    ]
-    if not len(selection):
-        lines.append("No items selected.")
-        return lines
-    width = min(60, max(len(c.item.title) for c in selection.items))
-    lines.append(f"{'DATE':<10}  {'KIND':<8}  {'TITLE':<{width}}  WHY")
-    for chosen in selection.items:
-        item = chosen.item
-        title = item.title if len(item.title) <= width else item.title[: width - 1] + "…"
-        lines.append(
-            f"{item.date.isoformat():<10}  {item.kind:<8}  {title:<{width}}  {_why(chosen.reason, item, selection)}"
-        )
-    return lines
-
-
-def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> BuildOutcome:
+def build_edition(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> BuildOutcome:
+    """Load, choose, render and write the build folder of the edition `opts` selects."""
     import time
 
     from .content import start_loading
@@ -146,7 +80,7 @@ def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> B
     # one imports the render stack and compiles the templates (content.start_loading, parallel.py).
     loading = start_loading(settings.path(settings.content_dir), settings)
     with imports_frozen("digest.render"):
-        from . import build as build_mod
+        from .build import write_build
         from .preview import render_preview
         from .render import edition_id, prepare_templates, render
         from .unsubscribe import list_unsubscribe_headers
@@ -171,22 +105,11 @@ def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> B
     # One folder per edition: the artifact a later send or retry reads stays put while other
     # months are previewed.
     folder = out_dir or settings.path(settings.build_dir) / edition
-    built = build_mod.write_build(folder, rendered, chosen.selection, settings, edition=edition, preview_html=page)
+    built = write_build(folder, rendered, chosen.selection, settings, edition=edition, preview_html=page)
     return BuildOutcome(built, chosen.selection, chosen.warnings, time.perf_counter() - started)
 
 
-def build_summary(outcome: BuildOutcome) -> str:
-    b = outcome.build
-    sizes = b.manifest.get("sizes", {})
-    html_bytes = sizes.get("html_bytes", len(b.html.encode())) if isinstance(sizes, dict) else len(b.html.encode())
-    sel = outcome.selection
-    return (
-        f"Built {b.edition}: {len(sel.posted)} posted + {len(sel.upcoming)} upcoming item(s), "
-        f"HTML {html_bytes:,} bytes, in {outcome.seconds * 1000:.0f} ms -> {b.folder}"
-    )
-
-
-def serve(
+def serve_preview(
     settings: Settings,
     opts: SelectionOptions,
     out_dir: Path | None,
@@ -196,20 +119,21 @@ def serve(
     on_rebuild: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> None:
+    """Serve the edition's preview on 127.0.0.1, rebuilt whenever content, templates or config change."""
     from .config import load_settings
-    from .serve import serve as serve_forever
+    from .serve import serve
 
     config_file = settings.config_file
 
     def rebuild() -> Path:
         # Re-read the config too: editing digest.toml must show up like editing content.
         fresh = load_settings(config_file) if config_file else settings
-        return build(fresh, opts, out_dir).build.folder / "preview.html"
+        return build_edition(fresh, opts, out_dir).build.folder / "preview.html"
 
     watch = [settings.path(settings.content_dir), settings.path(settings.templates_dir)]
     if config_file:
         watch.append(config_file)
-    serve_forever(rebuild, watch, host="127.0.0.1", port=port, on_ready=on_ready, on_rebuild=on_rebuild, stop=stop)
+    serve(rebuild, watch, host="127.0.0.1", port=port, on_ready=on_ready, on_rebuild=on_rebuild, stop=stop)
 
 
 @dataclass(frozen=True)
@@ -221,33 +145,19 @@ class CheckOutcome:
     def failed(self) -> bool:
         return any(r.status == "fail" for r in self.results)
 
-    def lines(self) -> list[str]:
-        return [r.line() for r in self.results]
 
-    def summary(self) -> str:
-        counts = {s: sum(1 for r in self.results if r.status == s) for s in ("pass", "warn", "fail", "skip")}
-        verdict = "FAILED: fix the failing checks before sending" if self.failed else "all checks passed"
-        detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        return f"{self.build.edition}: {verdict} ({detail})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "edition": self.build.edition,
-            "folder": str(self.build.folder),
-            "failed": self.failed,
-            "checks": [r.to_dict() for r in self.results],
-        }
-
-
-def check(
+def check_edition(
     settings: Settings, opts: SelectionOptions, from_build: Path | None, *, spamassassin: bool = True
 ) -> CheckOutcome:
     """Build (or read a build) and run every quality check over what a subscriber would get."""
+    from . import checked
     from .build import read_build
     from .checks import check_build
 
-    built = read_build(from_build) if from_build else build(settings, opts, None).build
-    results = check_build(built, settings, spamassassin=None if spamassassin else False)
+    built = read_build(from_build) if from_build else build_edition(settings, opts, None).build
+    spam = None if spamassassin else False
+    results = check_build(built, settings, spamassassin=spam)
+    checked.record(built, settings, results, spam)  # a send of this build need not check it again
     return CheckOutcome(built, tuple(results))
 
 
@@ -320,17 +230,19 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
 
     from_build = request.from_build
     if from_build is None and request.retry_edition:
-        from_build = _retry_folder(settings, request.retry_edition)
+        from .ledger import lookup
+
+        from_build = lookup.build_folder(settings.path(settings.ledger_path), request.retry_edition)
     if from_build:
         built = read_build(from_build)
     else:
-        built = build(settings, request.opts, None).build
+        built = build_edition(settings, request.opts, None).build
         hooks.notice(f"Built {built.edition} -> {built.folder}")
     if request.skip_checks or request.dry_run:
         return built
-    from .checks import check_build
+    from .checked import check_once
 
-    results = check_build(built, settings, spamassassin=None if request.spamassassin else False)
+    results = check_once(built, settings, spamassassin=None if request.spamassassin else False)
     failing = [r for r in results if r.status == "fail"]
     if failing:
         lines = "\n".join(r.line() for r in failing)
@@ -341,37 +253,13 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
     return built
 
 
-def _retry_folder(settings: Settings, edition: str) -> Path:
-    from .errors import LedgerError
-    from .ledger import Ledger
-
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing was sent, so there is nothing to retry")
-    with Ledger.open(path) as ledger:
-        folder = ledger.build_folder(edition)
-    if folder is None:
-        raise LedgerError(f"no build folder recorded for {edition}; give it with --from-build DIR")
-    return Path(folder)
-
-
-def _sent_items(ledger_path: Path, newsletter: str) -> set[str] | None:
-    """Item ids of every edition this newsletter has sent to anyone; None when nothing was sent yet."""
-    if not ledger_path.exists():
-        return None
-    from .ledger import Ledger
-
-    with Ledger.open(ledger_path) as ledger:
-        return ledger.sent_item_ids(newsletter)
-
-
-def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
+def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     """Build (or read) the edition, check it, and deliver it once to everyone on the list.
 
     Returns the send.SendReport, or None when --if-new found nothing new.
     """
     from .deliver.registry import make_backend
-    from .errors import EmptySelection, UsageError
+    from .errors import EmptySelection, NoLedger, UsageError
     from .ledger import Ledger
     from .lock import newsletter_lock
     from .personalize import view_url, with_shared_values
@@ -397,7 +285,9 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
         except EmptySelection as exc:
             hooks.notice(f"--if-new: {exc}")
             return None
-        sent = _sent_items(ledger_path, settings.slug)
+        from .ledger import lookup
+
+        sent = lookup.sent_item_ids(ledger_path, settings.slug)
         posted = {item.id for item in chosen.selection.posted}
         if sent is not None and posted <= sent:
             hooks.notice(
@@ -426,7 +316,12 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
             allow_changed=request.allow_changed,
             retry_failed=retry,
         )
-        if plan.mode == "send" and not plan.nothing_to_do and not hooks.confirm(plan):
+        try:
+            confirmed = plan.mode != "send" or plan.nothing_to_do or hooks.confirm(plan)
+        except BaseException:  # Ctrl-C at the prompt: the run ends as declined, as a "no" would
+            plan.cancel()
+            raise
+        if not confirmed:
             from .errors import DigestError
 
             plan.cancel()
@@ -443,9 +338,11 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     suppressed = load_suppressions(settings.path(settings.suppression_file))
     rows = read_recipients(request.recipients, suppressed=suppressed) if request.recipients else None
     if request.dry_run:
-        if not ledger_path.exists():
+        try:
+            ledger = Ledger.open_existing(ledger_path)
+        except NoLedger:
             return run(None, rows)
-        with Ledger.open(ledger_path) as ledger:
+        with ledger:
             return run(ledger, rows)
     with newsletter_lock(ledger_path, built.newsletter), Ledger.open(ledger_path) as ledger:
         if retry and request.retry_edition != built.edition:
@@ -468,57 +365,23 @@ def _posted_ids(built: Build) -> list[str]:
     return [str(i) for i in posted]
 
 
-def write_report(path: Path, report: Any) -> None:
-    import json
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(path.suffix + ".tmp")
-    temp.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(temp, path)
-
-
 # --- ledger views ---------------------------------------------------------------------------------
 
 
 def latest_edition(settings: Settings) -> str:
-    from .errors import LedgerError
-    from .ledger import Ledger
+    from .ledger import lookup
 
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
-    with Ledger.open(path) as ledger:
-        name = ledger.latest_edition(settings.slug)
-    if name is None:
-        raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
-    return name
+    return lookup.latest_edition(settings.path(settings.ledger_path), settings.slug)
 
 
 def history(settings: Settings) -> list[Any]:
-    from .ledger import Ledger
+    from .ledger import lookup
 
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        return []
-    with Ledger.open(path) as ledger:
-        return ledger.history(settings.slug)
+    return lookup.history(settings.path(settings.ledger_path), settings.slug)
 
 
 def status(settings: Settings, edition: str | None) -> dict[str, Any]:
-    from .errors import LedgerError
-    from .ledger import Ledger
+    """`digest status [--json]`: JSON-ready, with the counts also under their own names."""
+    from .ledger import lookup
 
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
-    with Ledger.open(path) as ledger:
-        name = edition or ledger.latest_edition(settings.slug)
-        if name is None:
-            raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
-        data = ledger.status(name)
-        if data is None:
-            known = ", ".join(e.edition for e in ledger.history(settings.slug, limit=5)) or "none"
-            raise LedgerError(f"no edition '{name}' in {path}; recent editions: {known} (see digest history)")
-    counts = data.get("counts", {})
-    return {**(counts if isinstance(counts, dict) else {}), **data}
+    return lookup.status(settings.path(settings.ledger_path), settings.slug, edition).to_dict()

@@ -1,7 +1,4 @@
-"""Read: parse content files (YAML front matter + Markdown) into typed Items, every problem reported at once.
-
-It runs only when the content cache of the folder is stale (content.load_content, or a build's
-child process: content.start_loading), so the parsers load only then."""
+"""Read: parse content files (YAML front matter + Markdown) into typed Items, every problem reported at once."""
 
 from __future__ import annotations
 
@@ -20,9 +17,8 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from .config import Settings
-from .content import LoadResult, content_files
 from .errors import ContentError, Problem
-from .models import KINDS, Action, EventInfo, Item
+from .models import KINDS, Action, EventInfo, Item, LoadResult
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -60,7 +56,9 @@ FIELDS: tuple[Field, ...] = (
     Field("image", "text"),
     Field("image_alt", "text"),
     Field("summary", "text", aliases=("description",)),  # used only when the body is empty
+    Field("source", "source"),  # provenance of an imported item; not shown in the email
 )
+SOURCE_FIELDS: tuple[Field, ...] = (Field("feed", "text", required=True), Field("id", "text"))
 EVENT_FIELDS: tuple[Field, ...] = (
     Field("start", "date", required=True),
     Field("end", "date"),
@@ -74,7 +72,13 @@ ALLOWED_TAGS = {"p", "a", "em", "strong", "b", "i", "ul", "ol", "li", "br", "cod
 URL_SCHEMES = {"http", "https", "mailto"}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]*")
-_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+# YAML contexts that begin with a quote or bracket: what to call them, and the fix.
+_OPENED = {
+    "quoted scalar": ("a quoted value", "close the quote"),
+    "flow sequence": ("a [...] list", "close the list with ]"),
+    "flow mapping": ("a {...} mapping", "close the mapping with }"),
+}
 _SCRIPT_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE)
 _SCRIPT_CLOSE = re.compile(r"</(script|style)\s*>", re.IGNORECASE)
 
@@ -207,6 +211,7 @@ _CONVERTERS: dict[str, _Converter] = {
     # Nested mappings are read by _event and _actions, which need the file's lines for their own keys.
     "event": lambda _name, value: value,
     "actions": lambda _name, value: value,
+    "source": lambda _name, value: value,
 }
 
 T = TypeVar("T")
@@ -297,8 +302,8 @@ class _File:
         return values
 
 
-def read_folder(folder: Path, settings: Settings) -> LoadResult:
-    """Read every content file of `folder` into Items; raise ContentError listing every problem found."""
+def read_folder(folder: Path, files: Iterable[Path], settings: Settings) -> LoadResult:
+    """Read the content `files` of `folder` into Items; raise ContentError listing every problem found."""
     shown_folder = _shown(folder)
     if not folder.is_dir():
         problem = Problem(shown_folder, None, "content folder not found", "create it or set content_dir in digest.toml")
@@ -307,7 +312,7 @@ def read_folder(folder: Path, settings: Settings) -> LoadResult:
     warnings: list[Problem] = []
     items: list[Item] = []
     first_use: dict[str, _File] = {}
-    for path in content_files(folder):
+    for path in files:
         file = _File(path, _shown(path), errors, warnings)
         item = _read(file, settings)
         if item is None:
@@ -329,6 +334,14 @@ def read_folder(folder: Path, settings: Settings) -> LoadResult:
         warnings.append(Problem(shown_folder, None, "no content files found", "add YYYY-MM-DD-<slug>.md files"))
     items.sort(key=lambda item: (-item.date.toordinal(), item.id))
     return LoadResult(items=tuple(items), warnings=tuple(warnings))
+
+
+def read_file(path: Path, settings: Settings) -> tuple[Item | None, tuple[Problem, ...]]:
+    """Read one file exactly as read_folder does (for files `digest import` writes): its Item, or its problems."""
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    item = _read(_File(path, _shown(path), errors, warnings), settings)
+    return (None if errors else item), tuple(errors + warnings)
 
 
 def _shown(path: Path) -> str:
@@ -365,10 +378,15 @@ def _read(file: _File, settings: Settings) -> Item | None:
     try:
         raw = yaml.load("\n".join(file.front), Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # A quote or bracket left open is only noticed lines later (often at the end): point at its start.
+        opened = next((v for k, v in _OPENED.items() if exc.context_mark and k in (exc.context or "")), None)
+        mark = exc.context_mark if opened else exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark else 1  # +1 for the opening '---', +1 because marks count from 0
         if "given twice" in str(exc.problem):
             file.error(line, f"front matter: {exc.problem}", "keep one of them")
+        elif opened:
+            what, fix = opened
+            file.error(line, f"front matter is not valid YAML ({what} starts here and is never closed)", fix)
         else:
             file.error(
                 line, f"front matter is not valid YAML ({exc.problem})", "check quoting and indentation on that line"
@@ -384,6 +402,7 @@ def _read(file: _File, settings: Settings) -> Item | None:
         file.error(2, f"front matter must be 'key: value' lines (got {found})", "write one 'field: value' per line")
         return None
     values = file.convert(FIELDS, raw)
+    _source(file, values.get("source"))
     kind = _get(values, "kind", str, "news")
     event = _event(file, values.get("event"), kind)
     url = _absolute(_get(values, "url", str, ""), settings.base_url) or _link(settings, _item_id(file, values))
@@ -421,9 +440,20 @@ def _read(file: _File, settings: Settings) -> Item | None:
     )
 
 
+def _source(file: _File, raw: object) -> None:
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        file.error(
+            file.line_of("source"), f"'source' must be a mapping (got {_got(raw)})", "indent feed:, id: under it"
+        )
+        return
+    file.convert(SOURCE_FIELDS, raw, parent="source")
+
+
 def _item_id(file: _File, values: Mapping[str, object]) -> str:
     # Without an id the file name (minus its date) is the id, so renaming a file changes its link.
-    default = _DATE_PREFIX.sub("", file.path.stem).lower()
+    default = DATE_PREFIX.sub("", file.path.stem).lower()
     return _get(values, "id", str, default)
 
 
