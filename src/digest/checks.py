@@ -39,9 +39,8 @@ from .appearance import (
 from .build import read_build
 from .config import Settings
 from .css import style_blocks, style_bytes
-from .deliver.base import Personal
-from .deliver.mime import MessageTemplate
 from .errors import ConfigError
+from .message import MessageTemplate
 from .models import Build, Recipient
 from .personalize import FIELDS, SAMPLE_EMAIL, SAMPLE_NAME, fill, html_token, sample_values, text_token
 from .unsubscribe import ONE_CLICK, list_unsubscribe_headers
@@ -88,10 +87,6 @@ class CheckResult:
 
 def failed(results: Iterable[CheckResult]) -> bool:
     return any(r.status == "fail" for r in results)
-
-
-def format_results(results: Iterable[CheckResult]) -> list[str]:
-    return [r.line() for r in results]
 
 
 def _pass(name: str, detail: str, value: float | int | None = None) -> CheckResult:
@@ -638,8 +633,8 @@ def sample_list_message(build: Build, settings: Settings) -> bytes:
     values = sample_values(settings, build.edition)
     template = MessageTemplate.from_build(build)
     recipient = Recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME)
-    personal = Personal(recipient, values, _sample_headers(settings, values["unsubscribe_url"]))
-    return template.render(personal, template.new_message_id())
+    headers = _sample_headers(settings, values["unsubscribe_url"])
+    return template.render(recipient, values, headers, template.new_message_id())
 
 
 def _parts(eml: bytes) -> tuple[str, str, int]:
