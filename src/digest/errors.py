@@ -82,6 +82,18 @@ class LedgerError(DigestError):
     """The ledger refuses (edition content changed, unknown outcomes to decide, bad schema)."""
 
 
+class EventsError(DigestError):
+    """A file or post of SendGrid events cannot be read (not JSON, not events)."""
+
+
+class WebhookKeyError(ConfigError):
+    """DIGEST_SENDGRID_WEBHOOK_KEY is missing or is not a SendGrid verification key."""
+
+
+class SuppressionError(DigestError):
+    """A suppression cannot be added or removed as asked (not listed, in the file, a complaint without --yes)."""
+
+
 class LockedError(DigestError):
     """Another run of the same newsletter holds the lock."""
 

@@ -31,11 +31,12 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from .config import Settings, load_settings
 from .errors import ConfigError, DigestError
+from .webhook import PATH as WEBHOOK_PATH
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -404,12 +405,18 @@ def unsubscribe_path(settings: Settings) -> str:
 
 
 def make_app(
-    settings: Settings, secret: bytes, suppression_path: Path, *, old_secrets: Sequence[bytes] = ()
+    settings: Settings,
+    secret: bytes,
+    suppression_path: Path,
+    *,
+    old_secrets: Sequence[bytes] = (),
+    webhook_key: Any | None = None,
 ) -> WSGIApplication:
     """The one-click unsubscribe endpoint for one list (settings.slug), recording to `suppression_path`.
 
     Tokens signed with `secret` or with any of `old_secrets` (the secrets of earlier sends, after a
-    rotation) are accepted."""
+    rotation) are accepted. With `webhook_key` (webhook.key_from_env), the same application answers
+    SendGrid's signed Event Webhook on /webhooks/sendgrid, into settings.ledger_path."""
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(f"environment: {SECRET_VAR} is too short; make one with `{MAKE_SECRET}`")
     if any(len(old) < MIN_SECRET_BYTES for old in old_secrets):
@@ -433,6 +440,16 @@ def make_app(
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", "")) or "/"
+        if path == WEBHOOK_PATH and webhook_key is not None:
+            from .webhook import handle
+
+            return handle(
+                environ,
+                start_response,
+                key=webhook_key,
+                ledger_path=settings.path(settings.ledger_path),
+                wait_hours=settings.sendgrid.events_wait_hours,
+            )
         if path == "/healthz" and method in {"GET", "HEAD"}:
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "3")])
             return [] if method == "HEAD" else [b"ok\n"]
@@ -582,9 +599,13 @@ def serve(
 def app_from_env(env: Mapping[str, str] | None = None) -> WSGIApplication:
     """The app for any WSGI server: settings from DIGEST_CONFIG (or ./digest.toml), the secret from
     DIGEST_UNSUBSCRIBE_SECRET (and earlier ones from DIGEST_UNSUBSCRIBE_OLD_SECRETS), suppressions into
-    settings.suppression_file. Example: gunicorn 'digest.unsubscribe:app_from_env()'"""
+    settings.suppression_file; with DIGEST_SENDGRID_WEBHOOK_KEY, also SendGrid's events on /webhooks/sendgrid.
+    Example: gunicorn 'digest.unsubscribe:app_from_env()'"""
+    from .webhook import key_from_env
+
     env = os.environ if env is None else env
     settings = load_settings(env=env)
     secret = secret_from_env(env, required=True)
     old = old_secrets_from_env(env)
-    return make_app(settings, secret, settings.path(settings.suppression_file), old_secrets=old)
+    key = key_from_env(env)
+    return make_app(settings, secret, settings.path(settings.suppression_file), old_secrets=old, webhook_key=key)

@@ -1,0 +1,362 @@
+"""Ledger, evidence part: provider events stored then applied, the suppression list, and settling unknowns.
+
+Rules, each written once here:
+
+- Events are stored before anything is applied (one fsynced commit), idempotently: a second copy with
+  the same sg_event_id, or with the same event, address and message id under a new id, is not stored.
+- Applying is order-free and may run any number of times: it only looks at what is stored. An unknown
+  recipient with a `dropped`/`bounce` event for its batch becomes failed (failure evidence wins); with
+  any of processed/delivered/deferred/open/click it becomes sent.
+- A SendGrid batch without a single event, while events of its edition keep arriving `wait` after it
+  was handed over, was never accepted (SendGrid reports every message it accepts): its recipients go
+  back to pending and are sent by the next run. A batch with events for some of its recipients was
+  accepted whole: after the same wait, the rest of it counts as sent.
+- Newly stored bounces (hard), spam reports and unsubscribes add the address to the suppression list.
+- Every recipient settled by evidence is written to `settlements` (what `digest status` counts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .events import ACCEPTED, COMPLAINT, REFUSED, REPORTED, Event, suppression_reason
+from .ledger import Ledger, normalize_email
+
+_ACCEPTED = "(" + ",".join(f"'{e}'" for e in sorted(ACCEPTED)) + ")"
+_REFUSED = "(" + ",".join(f"'{e}'" for e in sorted(REFUSED)) + ")"
+_REPORTED = "(" + ",".join(f"'{e}'" for e in sorted(REPORTED)) + ")"
+# An event about this recipient row's own attempt: its edition, its batch, its address.
+_OWN = "e.edition = recipients.edition AND e.batch = recipients.batch_id AND e.email_norm = recipients.email_norm"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Settled:
+    """What applying evidence changed."""
+
+    sent: int = 0  # unknown -> sent
+    failed: int = 0  # unknown -> failed
+    resend: int = 0  # unknown -> pending (never accepted)
+    batches: list[str] = field(default_factory=list)  # batches left with no unknown recipient
+
+    @property
+    def total(self) -> int:
+        return self.sent + self.failed + self.resend
+
+    def add(self, other: Settled) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.resend += other.resend
+        self.batches += other.batches
+
+
+@dataclass
+class Applied:
+    """What storing and applying a post (or file) of events did; the webhook and `digest reconcile` report it."""
+
+    received: int = 0
+    stored: int = 0  # new; the rest were copies of events already stored
+    ignored: int = 0  # of the new ones, for editions this ledger does not know
+    suppressed: int = 0  # addresses newly on the suppression list
+    settled: Settled = field(default_factory=Settled)
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.stored
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "ignored": self.ignored,
+            "suppressed": self.suppressed,
+            "settled_sent": self.settled.sent,
+            "settled_failed": self.settled.failed,
+            "settled_resend": self.settled.resend,
+        }
+
+
+@dataclass(frozen=True)
+class Suppression:
+    email: str
+    reason: str
+    source: str  # event | user | file
+    created_at: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"email": self.email, "reason": self.reason, "source": self.source, "created_at": self.created_at}
+
+
+# --- storing and applying events -------------------------------------------------------------------
+
+
+def store_events(ledger: Ledger, events: Sequence[Event]) -> int:
+    """Store events durably (fsynced before it returns), skipping copies; returns how many were new."""
+    if not events:
+        return 0
+    now = _now()
+    with ledger._tx(durable=True) as conn:
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO events (sg_event_id, dedupe_key, event, email_norm, edition, batch, reason, "
+            "suppresses, timestamp, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    e.sg_event_id,
+                    e.dedupe_key,
+                    e.event,
+                    e.email,
+                    e.edition,
+                    e.batch,
+                    e.reason,
+                    int(e.suppresses),
+                    e.timestamp,
+                    e.raw,
+                    now,
+                )
+                for e in events
+            ),
+        )
+        return conn.total_changes - before
+
+
+def ingest(ledger: Ledger, events: Sequence[Event], *, wait_hours: float) -> Applied:
+    """Store `events` (durably, first), then apply everything stored; a failure to apply leaves them stored,
+    to be applied by the next call (or send)."""
+    stored = store_events(ledger, events)
+    applied = apply_stored(ledger, wait_hours=wait_hours)
+    applied.received, applied.stored = len(events), stored
+    return applied
+
+
+def apply_stored(ledger: Ledger, *, wait_hours: float) -> Applied:
+    """Apply what is stored and not yet applied: suppressions, then settle every edition with unknowns."""
+    applied = Applied()
+    with ledger._tx() as conn:
+        applied.ignored = conn.execute(
+            "SELECT count(*) FROM events e WHERE applied = 0 AND NOT EXISTS "
+            "(SELECT 1 FROM editions d WHERE d.id = e.edition)"
+        ).fetchone()[0]
+        rows = conn.execute(
+            "SELECT email_norm, event, reason, timestamp, received_at FROM events "
+            "WHERE applied = 0 AND suppresses = 1 ORDER BY id"
+        ).fetchall()
+        for email, event, reason, timestamp, received in rows:
+            when = _stamp(dt.datetime.fromtimestamp(timestamp, dt.UTC)) if timestamp else received
+            applied.suppressed += conn.execute(
+                "INSERT INTO suppressions (email_norm, reason, source, created_at) VALUES (?, ?, 'event', ?) "
+                "ON CONFLICT (email_norm) DO NOTHING",
+                (email, suppression_reason(event, reason), when),
+            ).rowcount
+        conn.execute("UPDATE events SET applied = 1 WHERE applied = 0")
+        editions = [r[0] for r in conn.execute("SELECT DISTINCT edition FROM recipients WHERE state = 'unknown'")]
+    for edition in editions:
+        applied.settled.add(settle_by_events(ledger, edition, wait_hours=wait_hours))
+    return applied
+
+
+def settle_by_events(ledger: Ledger, edition: str, *, wait_hours: float, now: dt.datetime | None = None) -> Settled:
+    """Settle the edition's unknown SendGrid recipients by the stored events (the rules above)."""
+    settled = Settled()
+    stamp = _now()
+    with ledger._tx() as conn:
+        failed = conn.execute(
+            "UPDATE recipients SET state = 'failed', updated_at = :now, error = (SELECT 'SendGrid ' || e.event "
+            f"|| CASE WHEN e.reason <> '' THEN ': ' || e.reason ELSE '' END FROM events e WHERE {_OWN} "
+            f"AND e.event IN {_REFUSED} ORDER BY e.id LIMIT 1) "
+            "WHERE recipients.edition = :edition AND recipients.state = 'unknown' "
+            f"AND EXISTS (SELECT 1 FROM events e WHERE {_OWN} AND e.event IN {_REFUSED}) "
+            "RETURNING batch_id, email_norm",
+            {"now": stamp, "edition": edition},
+        ).fetchall()
+        sent = conn.execute(
+            "UPDATE recipients SET state = 'sent', updated_at = :now, "
+            "error = 'settled by SendGrid events: accepted' "
+            "WHERE recipients.edition = :edition AND recipients.state = 'unknown' "
+            f"AND EXISTS (SELECT 1 FROM events e WHERE {_OWN} AND e.event IN {_ACCEPTED}) "
+            "RETURNING batch_id, email_norm",
+            {"now": stamp, "edition": edition},
+        ).fetchall()
+        _settlements(conn, edition, failed, "failed", "events", stamp)
+        _settlements(conn, edition, sent, "sent", "events", stamp)
+        settled.failed, settled.sent = len(failed), len(sent)
+        settled.add(_after_the_wait(conn, edition, wait_hours, now or dt.datetime.now(dt.UTC), stamp))
+        settled.batches = _close_batches(conn, edition, "settled by SendGrid events", stamp)
+    return settled
+
+
+def _after_the_wait(conn: sqlite3.Connection, edition: str, wait_hours: float, now: dt.datetime, stamp: str) -> Settled:
+    """Unknown SendGrid batches once `wait_hours` have passed and events of the edition arrived after that:
+    with no event at all, never accepted (pending); with events for some, the request was accepted whole,
+    so the rest were handed over too (sent)."""
+    settled = Settled()
+    batches = conn.execute(
+        "SELECT b.id, b.created_at, EXISTS (SELECT 1 FROM events e WHERE e.edition = b.edition AND e.batch = b.id) "
+        "FROM batches b WHERE b.edition = ? AND b.backend = 'sendgrid' "
+        "AND EXISTS (SELECT 1 FROM recipients r WHERE r.batch_id = b.id AND r.state = 'unknown')",
+        (edition,),
+    ).fetchall()
+    for batch_id, created_at, reported in batches:
+        threshold = dt.datetime.fromisoformat(created_at.replace("Z", "+00:00")) + dt.timedelta(hours=wait_hours)
+        if threshold > now:
+            continue
+        evidence = conn.execute(
+            f"SELECT 1 FROM events WHERE edition = ? AND event IN {_REPORTED} AND received_at >= ? LIMIT 1",
+            (edition, _stamp(threshold)),
+        ).fetchone()
+        if evidence is None:
+            continue
+        state, note = (
+            ("sent", "settled by SendGrid events: its request was accepted")
+            if reported
+            else ("pending", "SendGrid reported no event for this batch: never accepted, sent again")
+        )
+        rows = conn.execute(
+            "UPDATE recipients SET state = ?, updated_at = ?, error = ? "
+            "WHERE batch_id = ? AND state = 'unknown' RETURNING batch_id, email_norm",
+            (state, stamp, note, batch_id),
+        ).fetchall()
+        _settlements(conn, edition, rows, state, "events" if reported else "no-events", stamp)
+        if reported:
+            settled.sent += len(rows)
+        else:
+            settled.resend += len(rows)
+    return settled
+
+
+def _settlements(
+    conn: sqlite3.Connection, edition: str, rows: Iterable[tuple[str, str]], outcome: str, evidence: str, at: str
+) -> None:
+    conn.executemany(
+        "INSERT INTO settlements (edition, batch_id, email_norm, outcome, evidence, at) VALUES (?, ?, ?, ?, ?, ?)",
+        ((edition, batch, email, outcome, evidence, at) for batch, email in rows),
+    )
+
+
+def _close_batches(conn: sqlite3.Connection, edition: str, note: str, stamp: str) -> list[str]:
+    """Unknown batches of the edition that no longer hold an unknown recipient become resolved."""
+    rows = conn.execute(
+        "UPDATE batches SET state = 'resolved', error = ?, updated_at = ? WHERE edition = ? AND state = 'unknown' "
+        "AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.batch_id = batches.id AND r.state = 'unknown') "
+        "RETURNING id",
+        (note, stamp, edition),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def settle_by_presence(ledger: Ledger, edition: str, backend: str, present: frozenset[str]) -> Settled:
+    """Settle the edition's unknown recipients of `backend` batches by whether their message is where the
+    backend puts it (`present`: case-folded addresses found there): sent if so, pending (never written) if not."""
+    settled = Settled()
+    stamp = _now()
+    with ledger._tx() as conn:
+        rows = conn.execute(
+            "SELECT r.batch_id, r.email_norm FROM recipients r JOIN batches b ON b.id = r.batch_id "
+            "WHERE r.edition = ? AND r.state = 'unknown' AND b.backend = ?",
+            (edition, backend),
+        ).fetchall()
+        found = [(b, e) for b, e in rows if e in present]
+        missing = [(b, e) for b, e in rows if e not in present]
+        conn.executemany(
+            "UPDATE recipients SET state = 'sent', updated_at = ?, error = ? WHERE edition = ? AND email_norm = ?",
+            ((stamp, f"settled by the {backend}: the message is there", edition, e) for _, e in found),
+        )
+        conn.executemany(
+            "UPDATE recipients SET state = 'pending', updated_at = ?, error = ? WHERE edition = ? AND email_norm = ?",
+            (
+                (stamp, f"settled by the {backend}: the message was never written, sent again", edition, e)
+                for _, e in missing
+            ),
+        )
+        _settlements(conn, edition, found, "sent", backend, stamp)
+        _settlements(conn, edition, missing, "pending", backend, stamp)
+        settled.sent, settled.resend = len(found), len(missing)
+        settled.batches = _close_batches(conn, edition, f"settled by the {backend}", stamp)
+    return settled
+
+
+# --- what status shows -----------------------------------------------------------------------------
+
+
+def evidence_counts(ledger: Ledger, edition: str) -> dict[str, int]:
+    """Per edition: unknowns settled by evidence (by outcome), bounces and complaints reported by events."""
+    out = {"settled_sent": 0, "settled_failed": 0, "settled_resend": 0, "bounces": 0, "complaints": 0}
+    names = {"sent": "settled_sent", "failed": "settled_failed", "pending": "settled_resend"}
+    conn = ledger._conn
+    for outcome, n in conn.execute(
+        "SELECT outcome, count(*) FROM settlements WHERE edition = ? GROUP BY outcome", (edition,)
+    ):
+        out[names[outcome]] = n
+    out["bounces"] = conn.execute(
+        "SELECT count(DISTINCT email_norm) FROM events WHERE edition = ? AND event = 'bounce'", (edition,)
+    ).fetchone()[0]
+    out["complaints"] = conn.execute(
+        "SELECT count(DISTINCT email_norm) FROM events WHERE edition = ? AND event = 'spamreport'", (edition,)
+    ).fetchone()[0]
+    return out
+
+
+# --- the suppression list ---------------------------------------------------------------------------
+
+
+def suppressions(ledger: Ledger) -> list[Suppression]:
+    rows = ledger._conn.execute(
+        "SELECT email_norm, reason, source, created_at FROM suppressions ORDER BY created_at, email_norm"
+    ).fetchall()
+    return [Suppression(*row) for row in rows]
+
+
+def suppressed_addresses(ledger: Ledger) -> frozenset[str]:
+    return frozenset(r[0] for r in ledger._conn.execute("SELECT email_norm FROM suppressions"))
+
+
+def suppression(ledger: Ledger, email: str) -> Suppression | None:
+    row = ledger._conn.execute(
+        "SELECT email_norm, reason, source, created_at FROM suppressions WHERE email_norm = ?",
+        (normalize_email(email),),
+    ).fetchone()
+    return None if row is None else Suppression(*row)
+
+
+def add_suppression(ledger: Ledger, email: str, reason: str, source: str = "user") -> bool:
+    """Put an address on the list; False when it is there already (its first reason stays)."""
+    with ledger._tx() as conn:
+        return (
+            conn.execute(
+                "INSERT INTO suppressions (email_norm, reason, source, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (email_norm) DO NOTHING",
+                (normalize_email(email), reason, source, _now()),
+            ).rowcount
+            > 0
+        )
+
+
+def remove_suppression(ledger: Ledger, email: str, because: str) -> Suppression | None:
+    """Take an address off the list, keeping the removal and `because` on record; None if it was not listed."""
+    key = normalize_email(email)
+    with ledger._tx() as conn:
+        row = conn.execute(
+            "DELETE FROM suppressions WHERE email_norm = ? RETURNING email_norm, reason, source, created_at", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        conn.execute(
+            "INSERT INTO suppression_removals (email_norm, reason, removed_because, at) VALUES (?, ?, ?, ?)",
+            (key, row[1], because, _now()),
+        )
+    return Suppression(*row)
+
+
+def is_complaint(entry: Suppression) -> bool:
+    return entry.reason == COMPLAINT
