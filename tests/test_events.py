@@ -13,7 +13,7 @@ from _factories import make_settings
 from digest.errors import EventsError, SuppressionError
 from digest.events import parse_events
 from digest.ledger import Ledger
-from digest.ledger_events import (
+from digest.ledger.events import (
     apply_stored,
     evidence_counts,
     ingest,
@@ -53,7 +53,7 @@ def unknown_batches(path: Path, sizes: tuple[int, ...] = (3,), backend: str = "s
 
 
 def states(ledger: Ledger) -> dict[str, str]:
-    return dict(ledger._conn.execute("SELECT email_norm, state FROM recipients WHERE edition = ?", (ED,)).fetchall())
+    return dict(ledger._db.read("SELECT email_norm, state FROM recipients WHERE edition = ?", (ED,)).fetchall())
 
 
 # --- parsing ----------------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_accepted_events_settle_sent_and_refusals_settle_failed_in_any_order(tmp
             "user1@example.org": "failed",
             "user2@example.org": "unknown",
         }
-        error = ledger._conn.execute("SELECT error FROM recipients WHERE email_norm = 'user1@example.org'").fetchone()
+        error = ledger._db.read("SELECT error FROM recipients WHERE email_norm = 'user1@example.org'").fetchone()
         assert error[0] == "SendGrid bounce: 550 5.1.1 no such user"
         assert evidence_counts(ledger, ED)["bounces"] == 1
         assert ingest(ledger, parse_events(json.dumps(items)), wait_hours=24).settled.total == 0
@@ -207,9 +207,9 @@ def test_bounces_complaints_and_unsubscribes_are_suppressed_with_reason_and_date
         ]
         assert ingest(ledger, parse_events(json.dumps(items)), wait_hours=24).suppressed == 4
         assert suppressed_addresses(ledger) == {"a@x.org", "c@x.org", "d@x.org", "e@x.org"}
-        reasons = dict(ledger._conn.execute("SELECT email_norm, reason FROM suppressions").fetchall())
+        reasons = dict(ledger._db.read("SELECT email_norm, reason FROM suppressions").fetchall())
         assert reasons["a@x.org"] == "bounce: 550 5.1.1" and reasons["c@x.org"] == "spam complaint"
-        dates = {r[0] for r in ledger._conn.execute("SELECT created_at FROM suppressions")}
+        dates = {r[0] for r in ledger._db.read("SELECT created_at FROM suppressions")}
         assert dates == {"2025-11-30T08:00:00.000Z"}
 
 
@@ -238,5 +238,5 @@ def test_suppressions_add_list_and_remove(tmp_path: Path) -> None:
     with pytest.raises(SuppressionError, match="not on the suppression list"):
         suppressions.remove(settings, "nobody@x.org", "why")
     with Ledger.open(settings.ledger_path) as ledger:
-        kept = ledger._conn.execute("SELECT email_norm, removed_because FROM suppression_removals").fetchall()
+        kept = ledger._db.read("SELECT email_norm, removed_because FROM suppression_removals").fetchall()
     assert kept == [("spam@x.org", "re-subscribed")]

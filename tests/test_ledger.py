@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from digest import ledger as ledger_mod
+from digest.addresses import normalize_email
 from digest.deliver.base import BatchResult
 from digest.errors import LedgerError
-from digest.ledger import SCHEMA_VERSION, Ledger, normalize_email
+from digest.ledger import SCHEMA_VERSION, Ledger
+from digest.ledger import schema as ledger_schema
 from digest.models import Recipient
 
 ED = "mayors-innovation-2020-01"
@@ -68,12 +69,12 @@ def test_forward_migrations_run_in_order_and_keep_data(tmp_path: Path, monkeypat
         old.begin_edition(ED, "mayors-innovation", "2020-01", HASH, "January")
         old.add_recipients(ED, people(3))
     extra = "ALTER TABLE editions ADD COLUMN note TEXT NOT NULL DEFAULT 'migrated';"
-    monkeypatch.setattr(ledger_mod, "MIGRATIONS", [*ledger_mod.MIGRATIONS, extra])
-    monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(ledger_schema, "MIGRATIONS", [*ledger_schema.MIGRATIONS, extra])
+    monkeypatch.setattr(ledger_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with Ledger.open(path) as new:
         assert new.schema_version == SCHEMA_VERSION + 1
         assert new.counts(ED)["pending"] == 3
-        assert new._conn.execute("SELECT note FROM editions").fetchone()[0] == "migrated"
+        assert new._db.conn.execute("SELECT note FROM editions").fetchone()[0] == "migrated"
 
 
 def test_failed_migration_leaves_the_ledger_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,8 +82,8 @@ def test_failed_migration_leaves_the_ledger_as_it_was(tmp_path: Path, monkeypatc
     path = tmp_path / "l.sqlite3"
     Ledger.open(path).close()
     broken = "CREATE TABLE extra (x TEXT); ALTER TABLE nowhere ADD COLUMN y TEXT;"
-    monkeypatch.setattr(ledger_mod, "MIGRATIONS", [*ledger_mod.MIGRATIONS, broken])
-    monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(ledger_schema, "MIGRATIONS", [*ledger_schema.MIGRATIONS, broken])
+    monkeypatch.setattr(ledger_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(LedgerError, match="migrating the ledger to schema version"):
         Ledger.open(path)
     conn = sqlite3.connect(path)
@@ -134,7 +135,7 @@ def test_state_transitions_of_a_batch(ledger: Ledger) -> None:
         ("user2@example.org", "550 no such user"),
         ("user3@example.org", "552 full"),
     ]
-    row = ledger._conn.execute(
+    row = ledger._db.conn.execute(
         "SELECT attempts, batch_id, state FROM recipients WHERE email_norm = 'user1@example.org'"
     ).fetchone()
     assert row == (1, "b1", "sent")
@@ -271,13 +272,13 @@ def test_no_secrets_columns(ledger: Ledger) -> None:
     columns = {
         row[1]
         for table in ("editions", "recipients", "batches", "runs")
-        for row in ledger._conn.execute(f"PRAGMA table_info({table})")
+        for row in ledger._db.conn.execute(f"PRAGMA table_info({table})")
     }
     assert not {c for c in columns if any(w in c for w in ("key", "password", "secret", "token"))}
 
 
 def test_status_is_json_ready(ledger: Ledger) -> None:
-    """status() gathers counts, unknown batches, failures and runs for `digest status --json`."""
+    """status() gathers counts, unknown batches, failures and runs, typed, and to_dict() is `digest status --json`."""
     import json
 
     assert ledger.status("no-such-edition") is None
@@ -287,8 +288,11 @@ def test_status_is_json_ready(ledger: Ledger) -> None:
     ledger.mark_in_flight(ED, [r.email_norm for r in rows], "b1", "sendgrid", HASH)
     ledger.record(ED, "b1", BatchResult(failed=[(rows[0].email, "550 no")], provider_id="X-1"))
     ledger.finish_run(run, "partial")
-    status = json.loads(json.dumps(ledger.status(ED)))
+    found = ledger.status(ED)
+    assert found is not None and found.runs[0].outcome == "partial"
+    status = json.loads(json.dumps(found.to_dict()))
     assert status["counts"]["failed"] == 1 and status["counts"]["unknown"] == 1 and status["total"] == 4
+    assert status["failed"] == 1  # the counts under their own names too
     assert status["unknown_batches"] == [
         {"id": "b1", "backend": "sendgrid", "size": 2, "provider_id": "X-1", "error": ""}
     ]
@@ -312,8 +316,8 @@ def test_build_folder_and_sent_items_for_retry_and_if_new(ledger: Ledger) -> Non
 def test_version_1_ledger_migrates_to_current(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A ledger written at schema version 1 opens at the current version with its rows and the new columns."""
     path = tmp_path / "l.sqlite3"
-    monkeypatch.setattr(ledger_mod, "MIGRATIONS", ledger_mod.MIGRATIONS[:1])
-    monkeypatch.setattr(ledger_mod, "SCHEMA_VERSION", 1)
+    monkeypatch.setattr(ledger_schema, "MIGRATIONS", ledger_schema.MIGRATIONS[:1])
+    monkeypatch.setattr(ledger_schema, "SCHEMA_VERSION", 1)
     with Ledger.open(path) as old:
         old.begin_edition(ED, "mayors-innovation", "2020-01", HASH, "January")
         old.add_recipients(ED, people(2))
@@ -368,7 +372,7 @@ def test_drop_reservation_makes_rows_pending_and_leaves_handed_over_batches(ledg
     assert ledger.drop_reservation("b1") == 0
     assert ledger.drop_reservation("b2") == 2
     assert ledger.counts(ED)["in_flight"] == 2 and ledger.counts(ED)["pending"] == 2
-    attempts = ledger._conn.execute("SELECT max(attempts) FROM recipients WHERE state = 'pending'").fetchone()[0]
+    attempts = ledger._db.conn.execute("SELECT max(attempts) FROM recipients WHERE state = 'pending'").fetchone()[0]
     assert attempts == 0
 
 
@@ -383,7 +387,7 @@ def test_a_crash_with_a_reservation_leaves_it_pending_and_the_promoted_batch_unk
     assert counts["unknown"] == 2 and counts["pending"] == 2 and counts["in_flight"] == 0
     assert {b.id for b in ledger.unknown_batches(ED)} == {"b1"}
     assert [r.email for r in ledger.next_batch(ED, 10)] == ["user2@example.org", "user3@example.org"]
-    attempts = ledger._conn.execute("SELECT max(attempts) FROM recipients WHERE state = 'pending'").fetchone()[0]
+    attempts = ledger._db.conn.execute("SELECT max(attempts) FROM recipients WHERE state = 'pending'").fetchone()[0]
     assert attempts == 0
 
 

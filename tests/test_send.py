@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.deliver.base import BatchResult, OutcomeUnknown, Personal
-from digest.errors import DeliveryError, LedgerError
+from digest.deliver.base import BatchResult, Personal
+from digest.errors import BatchOutcomeUnknown, DeliveryError, LedgerError
 from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
@@ -45,8 +45,8 @@ def personalize(r: Recipient) -> Personal:
 class ScriptedBackend:
     """A backend in memory: delivers (records) every batch unless the script says otherwise for that call.
 
-    Script values per send_batch call number (1-based): "unknown" (raise OutcomeUnknown after delivering),
-    "lost" (raise OutcomeUnknown without delivering), "refuse" (raise DeliveryError, nothing delivered),
+    Script values per send_batch call number (1-based): "unknown" (raise BatchOutcomeUnknown after delivering),
+    "lost" (raise BatchOutcomeUnknown without delivering), "refuse" (raise DeliveryError, nothing delivered),
     "fail-first" (the first recipient of the batch fails), "interrupt" (KeyboardInterrupt after delivering).
     """
 
@@ -73,13 +73,13 @@ class ScriptedBackend:
         if action == "refuse":
             raise DeliveryError("scripted: 401 bad key; set SENDGRID_API_KEY")
         if action == "lost":
-            raise OutcomeUnknown("scripted: connection reset before the request was written")
+            raise BatchOutcomeUnknown("scripted: connection reset before the request was written")
         if action == "fail-first":
             self.delivered += emails[1:]
             return BatchResult(sent=emails[1:], failed=[(emails[0], "550 mailbox unavailable")], provider_id=batch_id)
         self.delivered += emails
         if action == "unknown":
-            raise OutcomeUnknown("scripted: read timed out after the request was sent")
+            raise BatchOutcomeUnknown("scripted: read timed out after the request was sent")
         if action == "interrupt":
             raise KeyboardInterrupt
         return BatchResult(sent=emails, provider_id=f"msg-{batch_id}")
@@ -190,7 +190,7 @@ def test_delivery_error_releases_the_batch_and_stops(ledger_path: Path) -> None:
 
 
 def test_unknown_batch_is_marked_and_the_run_goes_on(ledger_path: Path) -> None:
-    """OutcomeUnknown marks that batch unknown, later batches still go; the report exits 4."""
+    """BatchOutcomeUnknown marks that batch unknown, later batches still go; the report exits 4."""
     backend = ScriptedBackend(script={1: "unknown"})
     report = run(ledger_path, backend, people(7))
     assert (report.sent, report.unknown, report.exit_code) == (4, 3, 4)
@@ -295,7 +295,7 @@ def test_declined_plan_changes_no_state(ledger_path: Path) -> None:
         assert (plan.to_send, plan.already_sent, plan.unknown) == (5, 1, 3)
         assert plan.summary() == f"Send {ED} to 5 recipients via scripted (1 already sent)."
         plan.cancel()
-        assert ledger.status(ED)["runs"][-1]["outcome"] == "declined"  # type: ignore[index]
+        assert ledger.runs(ED)[-1].outcome == "declined"
     assert backend.calls == 0 and counts(ledger_path)["unknown"] == 3
 
 
@@ -430,6 +430,6 @@ def test_at_most_one_batch_is_ever_handed_over_and_unanswered(ledger_path: Path)
     assert report.sent == 10 and len(seen) == 4
     assert seen == [[f"r1-b{i:05d}"] for i in range(1, 5)]
     with Ledger.open(ledger_path) as ledger:
-        attempts = {r[0] for r in ledger._conn.execute("SELECT attempts FROM recipients")}
+        attempts = {r[0] for r in ledger._db.conn.execute("SELECT attempts FROM recipients")}
         assert attempts == {1}
         assert [b.size for b in ledger.batches(ED)] == [3, 3, 3, 1]

@@ -15,9 +15,9 @@ import _factories as factories
 import pytest
 
 from digest.config import SendGridSettings
-from digest.deliver.base import OutcomeUnknown, Personal
+from digest.deliver.base import Personal
 from digest.deliver.sendgrid import SendGridBackend
-from digest.errors import DeliveryError
+from digest.errors import BatchOutcomeUnknown, DeliveryError
 from digest.models import Build, Recipient
 from digest.testing.sendgrid_emulator import DEFAULT_API_KEY, Limits, SendGridEmulator
 
@@ -251,19 +251,19 @@ def test_413_is_a_delivery_error(emulator: SendGridEmulator) -> None:
 
 
 def test_dropped_answer_is_outcome_unknown_and_not_retried(emulator: SendGridEmulator) -> None:
-    """The emulator stores the request and hangs up: OutcomeUnknown, and no second request (no duplicates)."""
+    """The emulator stores the request and hangs up: BatchOutcomeUnknown, and no second request (no duplicates)."""
     emulator.add_fault(drop=True)
     b = make_backend(emulator.url, [])
-    with pytest.raises(OutcomeUnknown, match="may have accepted"):
+    with pytest.raises(BatchOutcomeUnknown, match="may have accepted"):
         b.send_batch(make_build(), [person(1), person(2)], "b1")
     assert len(emulator.requests()) == 1 and len(emulator.messages()) == 2
 
 
 def test_read_timeout_is_outcome_unknown(emulator: SendGridEmulator) -> None:
-    """An answer slower than [sendgrid] timeout is ambiguous too: OutcomeUnknown, not a retry."""
+    """An answer slower than [sendgrid] timeout is ambiguous too: BatchOutcomeUnknown, not a retry."""
     emulator.add_fault(delay=2.0)
     b = make_backend(emulator.url, [], timeout=0.3)
-    with pytest.raises(OutcomeUnknown, match="TimeoutError"):
+    with pytest.raises(BatchOutcomeUnknown, match="TimeoutError"):
         b.send_batch(make_build(), [person(1)], "b1")
     assert len(emulator.requests()) == 1
 

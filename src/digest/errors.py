@@ -78,8 +78,19 @@ class DeliveryError(DigestError):
     """A backend could not deliver and the run must stop (bad key, bad request, server gone)."""
 
 
+class BatchOutcomeUnknown(DeliveryError):
+    """Raised by a backend: the request went out and no answer came, so the batch may or may not be delivered.
+
+    The send loop marks such a batch `unknown` and never re-sends it on its own.
+    """
+
+
 class LedgerError(DigestError):
-    """The ledger refuses (edition content changed, unknown outcomes to decide, bad schema)."""
+    """The ledger refuses (edition content changed, unknown outcomes to decide, bad schema, no ledger yet)."""
+
+
+class NoLedger(LedgerError):
+    """The ledger file does not exist yet: nothing has been sent with this configuration."""
 
 
 class EventsError(DigestError):

@@ -325,7 +325,9 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
 
     from_build = request.from_build
     if from_build is None and request.retry_edition:
-        from_build = _retry_folder(settings, request.retry_edition)
+        from .ledger import lookup
+
+        from_build = lookup.build_folder(settings.path(settings.ledger_path), request.retry_edition)
     if from_build:
         built = read_build(from_build)
     else:
@@ -346,30 +348,6 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
     return built
 
 
-def _retry_folder(settings: Settings, edition: str) -> Path:
-    from .errors import LedgerError
-    from .ledger import Ledger
-
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing was sent, so there is nothing to retry")
-    with Ledger.open(path) as ledger:
-        folder = ledger.build_folder(edition)
-    if folder is None:
-        raise LedgerError(f"no build folder recorded for {edition}; give it with --from-build DIR")
-    return Path(folder)
-
-
-def _sent_items(ledger_path: Path, newsletter: str) -> set[str] | None:
-    """Item ids of every edition this newsletter has sent to anyone; None when nothing was sent yet."""
-    if not ledger_path.exists():
-        return None
-    from .ledger import Ledger
-
-    with Ledger.open(ledger_path) as ledger:
-        return ledger.sent_item_ids(newsletter)
-
-
 def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     """Build (or read) the edition, check it, and deliver it once to everyone on the list.
 
@@ -377,7 +355,7 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     """
     from . import suppressions
     from .deliver.registry import make_backend
-    from .errors import EmptySelection, UsageError
+    from .errors import EmptySelection, NoLedger, UsageError
     from .ledger import Ledger
     from .lock import newsletter_lock
     from .personalize import view_url, with_shared_values
@@ -403,7 +381,9 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
         except EmptySelection as exc:
             hooks.notice(f"--if-new: {exc}")
             return None
-        sent = _sent_items(ledger_path, settings.slug)
+        from .ledger import lookup
+
+        sent = lookup.sent_item_ids(ledger_path, settings.slug)
         posted = {item.id for item in chosen.selection.posted}
         if sent is not None and posted <= sent:
             hooks.notice(
@@ -432,7 +412,12 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
             allow_changed=request.allow_changed,
             retry_failed=retry,
         )
-        if plan.mode == "send" and not plan.nothing_to_do and not hooks.confirm(plan):
+        try:
+            confirmed = plan.mode != "send" or plan.nothing_to_do or hooks.confirm(plan)
+        except BaseException:  # Ctrl-C at the prompt: the run ends as declined, as a "no" would
+            plan.cancel()
+            raise
+        if not confirmed:
             from .errors import DigestError
 
             plan.cancel()
@@ -449,9 +434,11 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     if request.dry_run:
         suppressed = suppressions.suppressed(settings)
         rows = read_recipients(request.recipients, suppressed=suppressed) if request.recipients else None
-        if not ledger_path.exists():
+        try:
+            ledger = Ledger.open_existing(ledger_path)
+        except NoLedger:
             return run(None, rows)
-        with Ledger.open(ledger_path) as ledger:
+        with ledger:
             return run(ledger, rows)
     with newsletter_lock(ledger_path, built.newsletter), Ledger.open(ledger_path) as ledger:
         if retry and request.retry_edition != built.edition:
@@ -474,7 +461,7 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
 def _settle(settings: Settings, ledger: Any, built: Build, backend: Any, notice: Callable[[str], None]) -> None:
     """Before a send (lock held): what a dead run left in flight becomes unknown, stored events are applied,
     and the evidence there is (SendGrid events, the outbox's Maildir) settles what it can."""
-    from .ledger_events import apply_stored
+    from .ledger.events import apply_stored
     from .settle import settle_unknown
 
     wait = settings.sendgrid.events_wait_hours
@@ -510,56 +497,34 @@ def write_report(path: Path, report: Any) -> None:
 
 
 def latest_edition(settings: Settings) -> str:
-    from .errors import LedgerError
-    from .ledger import Ledger
+    from .ledger import lookup
 
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
-    with Ledger.open(path) as ledger:
-        name = ledger.latest_edition(settings.slug)
-    if name is None:
-        raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
-    return name
+    return lookup.latest_edition(settings.path(settings.ledger_path), settings.slug)
 
 
 def history(settings: Settings) -> list[Any]:
-    from .ledger import Ledger
+    from .ledger import lookup
 
-    path = settings.path(settings.ledger_path)
-    if not path.exists():
-        return []
-    with Ledger.open(path) as ledger:
-        return ledger.history(settings.slug)
+    return lookup.history(settings.path(settings.ledger_path), settings.slug)
 
 
 def status(settings: Settings, edition: str | None) -> dict[str, Any]:
-    from .errors import LedgerError
-    from .ledger import Ledger
+    """`digest status [--json]`: JSON-ready, with the counts also under their own names."""
+    from .ledger import Ledger, lookup
+    from .ledger.events import evidence_counts
 
     path = settings.path(settings.ledger_path)
-    if not path.exists():
-        raise LedgerError(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
-    with Ledger.open(path) as ledger:
-        name = edition or ledger.latest_edition(settings.slug)
-        if name is None:
-            raise LedgerError(f"{path}: no edition of {settings.slug} has been sent yet")
-        data = ledger.status(name)
-        if data is None:
-            known = ", ".join(e.edition for e in ledger.history(settings.slug, limit=5)) or "none"
-            raise LedgerError(f"no edition '{name}' in {path}; recent editions: {known} (see digest history)")
-        from .ledger_events import evidence_counts
-
-        data["evidence"] = evidence_counts(ledger, name)
-    counts = data.get("counts", {})
-    return {**(counts if isinstance(counts, dict) else {}), **data}
+    data = lookup.status(path, settings.slug, edition).to_dict()
+    with Ledger.open_existing(path) as ledger:
+        data["evidence"] = evidence_counts(ledger, data["edition"])
+    return data
 
 
 def reconcile(settings: Settings, events_file: Path) -> dict[str, int]:
     """`digest reconcile --events FILE`: store and apply a file of SendGrid events, as the webhook does."""
     from .events import read_events_file
     from .ledger import Ledger
-    from .ledger_events import ingest
+    from .ledger.events import ingest
 
     events = read_events_file(events_file)
     with Ledger.open(settings.path(settings.ledger_path)) as ledger:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 
+from .addresses import normalize_email
 from .errors import RecipientsError
 from .models import Recipient
 
@@ -103,11 +104,6 @@ def normalize_address(address: str) -> str:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
-
-
-def dedupe_key(address: str) -> str:
-    """The spelling two rows must share to be one recipient: the ledger's (whole address case-folded)."""
-    return address.strip().casefold()
 
 
 class _Seen:
@@ -295,7 +291,7 @@ def _stream(path: Path, columns: _Columns, is_suppressed: Callable[[str], bool])
                 except ValueError as exc:
                     yield RowProblem(line, raw, f"not a valid email address: {exc}")
                     continue
-                key = email.casefold()  # dedupe_key: `email` is stripped already
+                key = email.casefold()  # normalize_email: `email` is stripped already
                 first_line = seen.add(key, line)
                 if first_line:
                     yield RowProblem(line, raw, f"duplicate of line {first_line}", "duplicate")
@@ -352,7 +348,7 @@ def load_suppressions(path: Path) -> frozenset[str]:
         if column < len(row):
             address = row[column].strip().strip('"')
             if "@" in address:
-                out.add(dedupe_key(address))
+                out.add(normalize_email(address))
     return frozenset(out)
 
 

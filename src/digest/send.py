@@ -31,9 +31,10 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Literal, Protocol, TypeVar
 
-from .deliver.base import Backend, BatchResult, OutcomeUnknown, Personal
-from .errors import DeliveryError, LedgerError, PartialFailure
-from .ledger import BatchInfo, Ledger, PendingRow, normalize_email
+from .addresses import normalize_email
+from .deliver.base import Backend, BatchResult, Personal
+from .errors import BatchOutcomeUnknown, DeliveryError, LedgerError, PartialFailure
+from .ledger import BatchInfo, BatchStore, PendingRow
 from .lock import require_lock
 from .models import Build, Recipient
 
@@ -129,7 +130,7 @@ class SendPlan:
 
     build: Build
     backend: Backend
-    ledger: Ledger | None
+    ledger: BatchStore | None
     mode: Literal["send", "test", "dry-run"]
     unknown_policy: UnknownPolicy
     retry_failed: bool
@@ -189,7 +190,7 @@ def prepare_send(
     backend: Backend,
     recipients: Iterable[Recipient | RowProblemLike] | None,
     *,
-    ledger: Ledger | None,
+    ledger: BatchStore | None,
     test: bool = False,
     dry_run: bool = False,
     unknown: UnknownPolicy = "stop",
@@ -241,7 +242,11 @@ def prepare_send(
         plan.run_id = plan.scope = ledger.start_run(build.edition, backend.name)
         # The list is read (CSV, validation) on a worker thread while SQLite stores the previous chunk.
         listed = _read_ahead(_valid(recipients, plan.problems))
-        added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
+        try:
+            added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
+        except BaseException:
+            ledger.finish_run(plan.run_id, "error")  # an unreadable list ends the run here, not as "died" later
+            raise
         plan.listed, plan.added = added.listed, added.added
         counts = ledger.counts(build.edition, run_id=plan.run_id)
     plan.already_sent = counts["sent"]
@@ -461,7 +466,7 @@ def execute_send(
     """Carry out a plan from prepare_send. Raises DeliveryError when the backend stops the run
     (that batch goes back to pending first); otherwise returns the report (exit_code 4 if partial).
 
-    A batch whose outcome is unknown (OutcomeUnknown) is marked so and the run goes on with the next
+    A batch whose outcome is unknown (BatchOutcomeUnknown) is marked so and the run goes on with the next
     one: the rest of the list should not wait on one lost answer. After `max_unknown_in_a_row` such
     batches in a row the provider is evidently not answering, and the run stops with the rest pending.
     """
@@ -500,7 +505,7 @@ def send_edition(
     backend: Backend,
     recipients: Iterable[Recipient | RowProblemLike] | None,
     *,
-    ledger: Ledger | None,
+    ledger: BatchStore | None,
     personalize: Personalize,
     test: bool = False,
     dry_run: bool = False,
@@ -537,7 +542,7 @@ def _send_test(plan: SendPlan, report: SendReport, personalize: Personalize, pro
                 result = backend.send_batch(
                     build=plan.build, batch=[personalize(r) for r in chunk], batch_id=batch_id, test=True
                 )
-            except OutcomeUnknown as exc:
+            except BatchOutcomeUnknown as exc:
                 report.unknown += len(chunk)
                 _add_batch(report, BatchOutcome(batch_id, len(chunk), unknown=len(chunk), error=str(exc)))
                 continue
@@ -583,8 +588,8 @@ def _send_ledgered(
     answered: _Answered | None = None
     thresholds = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
-    backend.open()
     try:
+        backend.open()  # inside the try: a run the backend refuses to start (TLS, bad key) still records its end
         while True:
             if unknown_in_a_row >= max_unknown_in_a_row:
                 if answered is not None:
@@ -628,7 +633,7 @@ def _send_ledgered(
             try:
                 ahead = _prepare_next(ledger, backend, build, personalize, scope, size, f"r{run_id}-b{seq + 1:05d}")
                 result = flight.result()
-            except OutcomeUnknown as exc:
+            except BatchOutcomeUnknown as exc:
                 ledger.mark_batch_unknown(batch_id, str(exc))
                 report.unknown += len(rows)
                 _add_batch(report, BatchOutcome(batch_id, len(rows), unknown=len(rows), error=str(exc)))
@@ -695,7 +700,7 @@ def _all_sent(result: BatchResult, rows: list[PendingRow]) -> bool:
 
 
 def _record(
-    ledger: Ledger, report: SendReport, edition: str, answered: _Answered, progress: Progress | None
+    ledger: BatchStore, report: SendReport, edition: str, answered: _Answered, progress: Progress | None
 ) -> dict[str, int]:
     """Record an answer in the ledger (Ledger.record; for a batch promote already marked done, the same)
     and in the report; returns the counts by new state."""
@@ -751,7 +756,7 @@ def _prepared(backend: Backend, build: Build, batch: list[Personal], batch_id: s
 
 
 def _prepare_next(
-    ledger: Ledger,
+    ledger: BatchStore,
     backend: Backend,
     build: Build,
     personalize: Personalize,

@@ -1,6 +1,6 @@
 """Settle: before a send, evidence decides the unknown outcomes it can, so no person has to.
 
-- SendGrid: the stored Event Webhook events (ledger_events.settle_by_events).
+- SendGrid: the stored Event Webhook events (ledger.events.settle_by_events).
 - Outbox: the Maildir itself; a message file in new/ or cur/ was written whole (tmp/ then rename), so the
   recipient is sent if theirs is there and pending (never written) if not.
 - SMTP: nothing. After the final dot only the relay knows whether it took the message; those stay
@@ -15,7 +15,7 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from .ledger import Ledger
-from .ledger_events import Settled, settle_by_events, settle_by_presence
+from .ledger.events import Settled, settle_by_events, settle_by_presence
 
 _HEADERS = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from .config import Settings
 from .errors import SuppressionError
 from .ledger import Ledger
-from .ledger_events import Suppression, add_suppression, is_complaint, remove_suppression, suppressed_addresses
-from .ledger_events import suppression as ledger_entry
-from .ledger_events import suppressions as ledger_entries
+from .ledger.events import Suppression, add_suppression, is_complaint, remove_suppression, suppressed_addresses
+from .ledger.events import suppression as ledger_entry
+from .ledger.events import suppressions as ledger_entries
 
 
 def _file(settings: Settings) -> Path:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
+from .addresses import normalize_email
 from .config import Settings, load_settings
 from .errors import ConfigError, DigestError
 from .webhook import PATH as WEBHOOK_PATH
@@ -70,16 +71,6 @@ class BadToken(DigestError):
 # --- tokens -------------------------------------------------------------------------------------
 
 
-def normalise_email(address: str) -> str:
-    """The one spelling used in tokens and the suppression file: trimmed and case-folded.
-
-    The same key recipients.py dedupes and suppresses by (`dedupe_key`). Folding the local part is
-    technically lossy, but no real mailbox differs only by case, and a suppression that misses
-    "Ann@x.org" because the list says "ann@x.org" would be far worse.
-    """
-    return address.strip().casefold()
-
-
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
@@ -105,7 +96,7 @@ def _mac(payload: bytes, secret: bytes) -> bytes:
 
 def make_token(email: str, list_id: str, secret: bytes) -> str:
     """An opaque, unforgeable token naming `email` on list `list_id`."""
-    address = normalise_email(email)
+    address = normalize_email(email)
     if not address or "@" not in address or "\n" in address or "\r" in address:
         raise ValueError(f"cannot make an unsubscribe token for {email!r}: not an email address")
     if not list_id or "\n" in list_id:
@@ -184,7 +175,7 @@ def old_secrets_from_env(env: Mapping[str, str] = os.environ) -> tuple[bytes, ..
 def unsubscribe_url(settings: Settings, email: str, secret: bytes, *, list_id: str | None = None) -> str:
     """The recipient's unsubscribe URL from the settings template ({base_url}, {token}, optional {email})."""
     token = make_token(email, list_id or settings.slug, secret)
-    return format_unsubscribe_url(settings, token=token, email=normalise_email(email))
+    return format_unsubscribe_url(settings, token=token, email=normalize_email(email))
 
 
 def format_unsubscribe_url(settings: Settings, *, token: str, email: str = "") -> str:
@@ -280,7 +271,7 @@ class Unsubscriber:
         self._template = _positional_template(settings)
 
     def __call__(self, email: str) -> tuple[str, dict[str, str]]:
-        address = normalise_email(email)
+        address = normalize_email(email)
         if not address or "@" not in address or "\n" in address or "\r" in address:
             raise ValueError(f"cannot make an unsubscribe token for {email!r}: not an email address")
         payload = _VERSION + b"\n" + address.encode("utf-8") + self._list
@@ -332,7 +323,7 @@ def add_suppression(path: Path, email: str) -> bool:
     recipients.load_suppressions, the reader sends use, so "already there" means what a send means by
     it; at a line per unsubscriber that read is cheap next to the rarity of unsubscribes.
     """
-    address = normalise_email(email)
+    address = normalize_email(email)
     if not address or "@" not in address or any(c in address for c in ',\r\n"'):
         raise ValueError(f"not an address to suppress: {email!r}")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -68,10 +68,10 @@ def verify(body: bytes, signature: str | None, timestamp: str | None, key: Any) 
 
 
 def receive(ledger_path: Path, body: bytes, *, wait_hours: float) -> dict[str, int]:
-    """Parse, store durably, then apply a body of events; returns the counts (see ledger_events.Applied)."""
+    """Parse, store durably, then apply a body of events; returns the counts (see ledger.events.Applied)."""
     from .events import parse_events
     from .ledger import Ledger
-    from .ledger_events import ingest
+    from .ledger.events import ingest
 
     events = parse_events(body)
     with Ledger.open(ledger_path) as ledger:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..errors import DeliveryError
 from ..models import Build, Recipient
 
 
@@ -30,13 +29,6 @@ class BatchResult:
     unknown: list[tuple[str, str]] = field(default_factory=list)
 
 
-class OutcomeUnknown(DeliveryError):
-    """The request went out and no answer came: the batch may or may not have been delivered.
-
-    The ledger marks such a batch `unknown`, never re-sends it silently.
-    """
-
-
 class Backend(Protocol):
     name: str
     batch_size: int  # recipients per send_batch call
@@ -45,7 +37,7 @@ class Backend(Protocol):
 
     def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
         """Deliver one batch. Raise DeliveryError to stop the run (nothing in this batch was sent),
-        OutcomeUnknown when it cannot tell. `test` marks a --to test send (subject "[TEST] ...")."""
+        BatchOutcomeUnknown (errors.py) when it cannot tell. `test` marks a --to test send (subject "[TEST] ...")."""
         ...
 
     def close(self) -> None: ...

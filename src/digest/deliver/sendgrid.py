@@ -14,7 +14,7 @@ What is retried, and why (shared/sendgrid/CONTRACT.md §3-5):
 - connection failures while connecting or sending the request (urllib wraps those in URLError):
   the request never arrived whole, so nothing can have been accepted: retried like a 5xx.
 - no answer after the request went out (read timeout, reset, remote disconnect): SendGrid may have
-  accepted it. Retrying could mail 1,000 people twice, so OutcomeUnknown is raised and the ledger
+  accepted it. Retrying could mail 1,000 people twice, so BatchOutcomeUnknown is raised and the ledger
   marks the batch unknown for the user to decide.
 - 400/401/403/413 and other 4xx: never retried; DeliveryError with SendGrid's own words.
 """
@@ -39,10 +39,10 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from ..config import SendGridSettings
-from ..errors import ConfigError, DeliveryError
+from ..errors import BatchOutcomeUnknown, ConfigError, DeliveryError
 from ..models import Build
 from ..personalize import ALL_TOKENS, substitutions, tokens_used
-from .base import BatchResult, OutcomeUnknown, Personal
+from .base import BatchResult, Personal
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ class SendGridBackend:
                     result.unknown = [(email, why) for email in result.sent]
                     result.sent = []
                     return result
-                raise OutcomeUnknown(
+                raise BatchOutcomeUnknown(
                     f"batch {batch_id}: {why}. Check the SendGrid activity feed for custom_args batch "
                     f"{batch_id}, then resend or mark these {len(included)} recipients sent"
                 ) from None

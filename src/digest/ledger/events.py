@@ -1,4 +1,4 @@
-"""Ledger, evidence part: provider events stored then applied, the suppression list, and settling unknowns.
+"""Ledger evidence: provider events stored then applied, the suppression list, and settling unknowns.
 
 Rules, each written once here:
 
@@ -21,9 +21,13 @@ import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .events import ACCEPTED, COMPLAINT, REFUSED, REPORTED, Event, suppression_reason
-from .ledger import Ledger, normalize_email
+from ..addresses import normalize_email
+from ..events import ACCEPTED, COMPLAINT, REFUSED, REPORTED, Event, suppression_reason
+
+if TYPE_CHECKING:
+    from .store import Ledger
 
 _ACCEPTED = "(" + ",".join(f"'{e}'" for e in sorted(ACCEPTED)) + ")"
 _REFUSED = "(" + ",".join(f"'{e}'" for e in sorted(REFUSED)) + ")"
@@ -106,7 +110,7 @@ def store_events(ledger: Ledger, events: Sequence[Event]) -> int:
     if not events:
         return 0
     now = _now()
-    with ledger._tx(durable=True) as conn:
+    with ledger._db.tx(durable=True) as conn:
         before = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO events (sg_event_id, dedupe_key, event, email_norm, edition, batch, reason, "
@@ -143,7 +147,7 @@ def ingest(ledger: Ledger, events: Sequence[Event], *, wait_hours: float) -> App
 def apply_stored(ledger: Ledger, *, wait_hours: float) -> Applied:
     """Apply what is stored and not yet applied: suppressions, then settle every edition with unknowns."""
     applied = Applied()
-    with ledger._tx() as conn:
+    with ledger._db.tx() as conn:
         applied.ignored = conn.execute(
             "SELECT count(*) FROM events e WHERE applied = 0 AND NOT EXISTS "
             "(SELECT 1 FROM editions d WHERE d.id = e.edition)"
@@ -170,7 +174,7 @@ def settle_by_events(ledger: Ledger, edition: str, *, wait_hours: float, now: dt
     """Settle the edition's unknown SendGrid recipients by the stored events (the rules above)."""
     settled = Settled()
     stamp = _now()
-    with ledger._tx() as conn:
+    with ledger._db.tx() as conn:
         failed = conn.execute(
             "UPDATE recipients SET state = 'failed', updated_at = :now, error = (SELECT 'SendGrid ' || e.event "
             f"|| CASE WHEN e.reason <> '' THEN ': ' || e.reason ELSE '' END FROM events e WHERE {_OWN} "
@@ -260,7 +264,7 @@ def settle_by_presence(ledger: Ledger, edition: str, backend: str, present: froz
     backend puts it (`present`: case-folded addresses found there): sent if so, pending (never written) if not."""
     settled = Settled()
     stamp = _now()
-    with ledger._tx() as conn:
+    with ledger._db.tx() as conn:
         rows = conn.execute(
             "SELECT r.batch_id, r.email_norm FROM recipients r JOIN batches b ON b.id = r.batch_id "
             "WHERE r.edition = ? AND r.state = 'unknown' AND b.backend = ?",
@@ -293,15 +297,15 @@ def evidence_counts(ledger: Ledger, edition: str) -> dict[str, int]:
     """Per edition: unknowns settled by evidence (by outcome), bounces and complaints reported by events."""
     out = {"settled_sent": 0, "settled_failed": 0, "settled_resend": 0, "bounces": 0, "complaints": 0}
     names = {"sent": "settled_sent", "failed": "settled_failed", "pending": "settled_resend"}
-    conn = ledger._conn
-    for outcome, n in conn.execute(
+    conn = ledger._db
+    for outcome, n in conn.read(
         "SELECT outcome, count(*) FROM settlements WHERE edition = ? GROUP BY outcome", (edition,)
     ):
         out[names[outcome]] = n
-    out["bounces"] = conn.execute(
+    out["bounces"] = conn.read(
         "SELECT count(DISTINCT email_norm) FROM events WHERE edition = ? AND event = 'bounce'", (edition,)
     ).fetchone()[0]
-    out["complaints"] = conn.execute(
+    out["complaints"] = conn.read(
         "SELECT count(DISTINCT email_norm) FROM events WHERE edition = ? AND event = 'spamreport'", (edition,)
     ).fetchone()[0]
     return out
@@ -311,18 +315,18 @@ def evidence_counts(ledger: Ledger, edition: str) -> dict[str, int]:
 
 
 def suppressions(ledger: Ledger) -> list[Suppression]:
-    rows = ledger._conn.execute(
+    rows = ledger._db.read(
         "SELECT email_norm, reason, source, created_at FROM suppressions ORDER BY created_at, email_norm"
     ).fetchall()
     return [Suppression(*row) for row in rows]
 
 
 def suppressed_addresses(ledger: Ledger) -> frozenset[str]:
-    return frozenset(r[0] for r in ledger._conn.execute("SELECT email_norm FROM suppressions"))
+    return frozenset(r[0] for r in ledger._db.read("SELECT email_norm FROM suppressions"))
 
 
 def suppression(ledger: Ledger, email: str) -> Suppression | None:
-    row = ledger._conn.execute(
+    row = ledger._db.read(
         "SELECT email_norm, reason, source, created_at FROM suppressions WHERE email_norm = ?",
         (normalize_email(email),),
     ).fetchone()
@@ -331,7 +335,7 @@ def suppression(ledger: Ledger, email: str) -> Suppression | None:
 
 def add_suppression(ledger: Ledger, email: str, reason: str, source: str = "user") -> bool:
     """Put an address on the list; False when it is there already (its first reason stays)."""
-    with ledger._tx() as conn:
+    with ledger._db.tx() as conn:
         return (
             conn.execute(
                 "INSERT INTO suppressions (email_norm, reason, source, created_at) VALUES (?, ?, ?, ?) "
@@ -345,7 +349,7 @@ def add_suppression(ledger: Ledger, email: str, reason: str, source: str = "user
 def remove_suppression(ledger: Ledger, email: str, because: str) -> Suppression | None:
     """Take an address off the list, keeping the removal and `because` on record; None if it was not listed."""
     key = normalize_email(email)
-    with ledger._tx() as conn:
+    with ledger._db.tx() as conn:
         row = conn.execute(
             "DELETE FROM suppressions WHERE email_norm = ? RETURNING email_norm, reason, source, created_at", (key,)
         ).fetchone()

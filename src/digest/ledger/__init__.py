@@ -1,0 +1,33 @@
+"""Ledger: SQLite record of every edition and every recipient's state, so each edition reaches each person once.
+
+    schema.py    the SQLite file: open, pragmas, transactions, versioned migrations
+    batches.py   the exactly-once rules: the state machine and the write-ahead batch transitions
+    editions.py  editions, runs, builds; streaming a recipients list in
+    views.py     counts, history, status, failures (typed results)
+    store.py     `BatchStore` (the Protocol send.py uses) and `Ledger` (the SQLite implementation)
+    lookup.py    questions asked of a ledger file by path, which may not exist yet (history, status, retry)
+
+The ledger never stores secrets: only addresses, names, provider ids and error texts.
+"""
+
+from .batches import STATES, PendingRow, State, UnknownAction
+from .editions import AddResult
+from .schema import SCHEMA_VERSION
+from .store import BatchStore, Ledger
+from .views import BatchInfo, EditionStatus, EditionSummary, Failure, RunInfo
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATES",
+    "AddResult",
+    "BatchInfo",
+    "BatchStore",
+    "EditionStatus",
+    "EditionSummary",
+    "Failure",
+    "Ledger",
+    "PendingRow",
+    "RunInfo",
+    "State",
+    "UnknownAction",
+]

@@ -1,0 +1,98 @@
+"""The ledger the send loop sees (`BatchStore`, a Protocol) and its SQLite implementation (`Ledger`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from ..deliver.base import BatchResult
+from ..errors import NoLedger
+from ..models import Recipient
+from .batches import BatchesMixin, PendingRow, UnknownAction
+from .editions import AddResult, EditionsMixin
+from .schema import Database
+from .views import BatchInfo, EditionSummary, ViewsMixin
+
+
+class BatchStore(Protocol):
+    """What send.py asks of a ledger, and nothing more. The rules behind each call are in batches.py.
+
+    An implementation must keep every call one transaction keyed by edition and batch id (several
+    batches may be in flight at once, and calls may come from several threads), and make claim_batch
+    and promote durable before they return.
+    """
+
+    path: Path  # where the newsletter lock lives beside it (lock.require_lock)
+
+    # --- a run of an edition
+    def begin_edition(
+        self, edition: str, newsletter: str, period: str, content_hash: str, subject: str, allow_changed: bool = False
+    ) -> None: ...
+    def check_content(self, edition: str, content_hash: str, allow_changed: bool = False) -> None: ...
+    def edition(self, edition: str) -> EditionSummary | None: ...
+    def start_run(self, edition: str, backend: str) -> int: ...
+    def add_recipients(self, edition: str, recipients: Iterable[Recipient], run_id: int | None = None) -> AddResult: ...
+    def counts(self, edition: str, run_id: int | None = None) -> dict[str, int]: ...
+    def states_of(self, edition: str, emails: Sequence[str]) -> dict[str, str]: ...
+    def unknown_batches(self, edition: str, include_in_flight: bool = False) -> list[BatchInfo]: ...
+    def finish_run(self, run_id: int, outcome: str) -> None: ...
+    def finish_edition_if_done(self, edition: str) -> bool: ...
+
+    # --- the transitions (batches.py)
+    def recover_in_flight(self, edition: str) -> int: ...
+    def resolve_unknown(self, edition: str, action: UnknownAction, batch_ids: Sequence[str] | None = None) -> int: ...
+    def retry_failed(self, edition: str) -> int: ...
+    def next_batch(self, edition: str, size: int, run_id: int | None = None) -> list[PendingRow]: ...
+    def claim_batch(
+        self, edition: str, size: int, batch_id: str, backend: str, content_hash: str, run_id: int | None = None
+    ) -> list[PendingRow]: ...
+    def reserve_batch(self, edition: str, size: int, batch_id: str, run_id: int | None = None) -> list[PendingRow]: ...
+    def promote(
+        self,
+        edition: str,
+        batch_id: str,
+        size: int,
+        backend: str,
+        content_hash: str,
+        run_id: int | None = None,
+        done: tuple[str, str] | None = None,
+    ) -> None: ...
+    def drop_reservation(self, batch_id: str) -> int: ...
+    def record(self, edition: str, batch_id: str, result: BatchResult) -> dict[str, int]: ...
+    def mark_batch_unknown(self, batch_id: str, error: str, provider_id: str = "") -> int: ...
+    def release(self, batch_id: str, error: str = "") -> int: ...
+
+
+class Ledger(BatchesMixin, EditionsMixin, ViewsMixin):
+    """One SQLite file, one connection. Open with `Ledger.open(path)`; close (or use as a context manager)."""
+
+    def __init__(self, db: Database):
+        self._db = db
+        self.path = db.path
+
+    @classmethod
+    def open(cls, path: Path) -> Ledger:
+        """Open (creating if needed) and migrate the ledger at `path`; refuse one from a newer digest."""
+        return cls(Database.open(path))
+
+    @classmethod
+    def open_existing(cls, path: Path) -> Ledger:
+        """Open the ledger at `path` for reading what was sent; NoLedger if nothing was ever sent with it."""
+        path = Path(path)
+        if not path.exists():
+            raise NoLedger(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
+        return cls.open(path)
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.version
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
