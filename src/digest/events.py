@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .addresses import normalize_email
 from .errors import EventsError
 
 # Evidence that SendGrid accepted a recipient's message: an unknown batch's recipient was sent.
@@ -91,7 +92,7 @@ def _event(obj: object, where: str) -> Event:
     reason = _text(obj.get("reason")) or (_text(obj.get("response")) if kind == "deferred" else "")
     return Event(
         event=kind,
-        email=email.strip().casefold(),
+        email=normalize_email(email),
         sg_event_id=_text(obj.get("sg_event_id")),
         sg_message_id=_text(obj.get("sg_message_id")),
         edition=_text(obj.get("edition")),
