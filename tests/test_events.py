@@ -119,7 +119,7 @@ def test_accepted_events_settle_sent_and_refusals_settle_failed_in_any_order(tmp
             event("bounce", "user1@example.org", type="bounce", reason="550 5.1.1 no such user"),
             event("delivered", "user1@example.org"),
         ]
-        applied = ingest(ledger, parse_events(json.dumps(items)), wait_hours=24)
+        applied = ingest(ledger, parse_events(json.dumps(items)))
         assert (applied.settled.sent, applied.settled.failed) == (1, 1)
         assert states(ledger) == {
             "user0@example.org": "sent",
@@ -129,7 +129,7 @@ def test_accepted_events_settle_sent_and_refusals_settle_failed_in_any_order(tmp
         error = ledger._db.read("SELECT error FROM recipients WHERE email_norm = 'user1@example.org'").fetchone()
         assert error[0] == "SendGrid bounce: 550 5.1.1 no such user"
         assert evidence_counts(ledger, ED)["bounces"] == 1
-        assert ingest(ledger, parse_events(json.dumps(items)), wait_hours=24).settled.total == 0
+        assert ingest(ledger, parse_events(json.dumps(items))).settled.total == 0
 
 
 def test_events_of_another_batch_or_an_unknown_edition_change_nothing(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ def test_events_of_another_batch_or_an_unknown_edition_change_nothing(tmp_path: 
             event("delivered", "user0@example.org", batch="r9-b00001"),
             event("delivered", "user1@example.org", edition="other-2020-01"),
         ]
-        applied = ingest(ledger, parse_events(json.dumps(items)), wait_hours=24)
+        applied = ingest(ledger, parse_events(json.dumps(items)))
         assert (applied.stored, applied.ignored, applied.settled.total) == (2, 1, 0)
         assert set(states(ledger).values()) == {"unknown"}
 
@@ -148,7 +148,7 @@ def test_a_batch_sendgrid_never_reported_on_is_sent_again(tmp_path: Path) -> Non
     """No event for a batch while events of its edition arrive after the wait: its recipients are pending again."""
     with unknown_batches(tmp_path / "l.sqlite3", (2, 2)) as ledger:
         store_events(ledger, parse_events(json.dumps([event("processed", "user2@example.org", batch="r1-b00002")])))
-        apply_stored(ledger, wait_hours=24)  # the wait has not passed: nothing is guessed
+        apply_stored(ledger)  # a post settles only by a recipient's own events
         assert states(ledger)["user0@example.org"] == "unknown"
         assert states(ledger)["user2@example.org"] == "sent" and states(ledger)["user3@example.org"] == "unknown"
         settled = settle_by_events(ledger, ED, wait_hours=0)
@@ -205,7 +205,7 @@ def test_bounces_complaints_and_unsubscribes_are_suppressed_with_reason_and_date
             event("unsubscribe", "d@x.org"),
             event("group_unsubscribe", "e@x.org", asm_group_id=42),
         ]
-        assert ingest(ledger, parse_events(json.dumps(items)), wait_hours=24).suppressed == 4
+        assert ingest(ledger, parse_events(json.dumps(items))).suppressed == 4
         assert suppressed_addresses(ledger) == {"a@x.org", "c@x.org", "d@x.org", "e@x.org"}
         reasons = dict(ledger._db.read("SELECT email_norm, reason FROM suppressions").fetchall())
         assert reasons["a@x.org"] == "bounce: 550 5.1.1" and reasons["c@x.org"] == "spam complaint"
@@ -222,7 +222,7 @@ def test_suppressions_add_list_and_remove(tmp_path: Path) -> None:
     assert suppressions.add(settings, "Ann@X.org", "asked by phone") is True
     assert suppressions.add(settings, "ann@x.org", "again") is False
     with Ledger.open(settings.ledger_path) as ledger:
-        ingest(ledger, parse_events(json.dumps([event("spamreport", "spam@x.org")])), wait_hours=24)
+        ingest(ledger, parse_events(json.dumps([event("spamreport", "spam@x.org")])))
     listed = {(e.email, e.source, e.reason) for e in suppressions.entries(settings)}
     assert listed == {
         ("ann@x.org", "user", "asked by phone"),

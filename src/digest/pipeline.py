@@ -466,7 +466,7 @@ def _settle(settings: Settings, ledger: Any, built: Build, backend: Any, notice:
 
     wait = settings.sendgrid.events_wait_hours
     ledger.recover_in_flight(built.edition)
-    apply_stored(ledger, wait_hours=wait)
+    apply_stored(ledger)
     maildir = getattr(backend, "maildir", None)
     box = maildir(built) if callable(maildir) else settings.path(settings.outbox_dir) / built.edition
     settled = settle_unknown(ledger, built.edition, wait_hours=wait, maildir=box)
@@ -528,4 +528,4 @@ def reconcile(settings: Settings, events_file: Path) -> dict[str, int]:
 
     events = read_events_file(events_file)
     with Ledger.open(settings.path(settings.ledger_path)) as ledger:
-        return ingest(ledger, events, wait_hours=settings.sendgrid.events_wait_hours).to_dict()
+        return ingest(ledger, events).to_dict()

@@ -67,7 +67,7 @@ def verify(body: bytes, signature: str | None, timestamp: str | None, key: Any) 
         return False
 
 
-def receive(ledger_path: Path, body: bytes, *, wait_hours: float) -> dict[str, int]:
+def receive(ledger_path: Path, body: bytes) -> dict[str, int]:
     """Parse, store durably, then apply a body of events; returns the counts (see ledger.events.Applied)."""
     from .events import parse_events
     from .ledger import Ledger
@@ -75,12 +75,10 @@ def receive(ledger_path: Path, body: bytes, *, wait_hours: float) -> dict[str, i
 
     events = parse_events(body)
     with Ledger.open(ledger_path) as ledger:
-        return ingest(ledger, events, wait_hours=wait_hours).to_dict()
+        return ingest(ledger, events).to_dict()
 
 
-def handle(
-    environ: WSGIEnvironment, start_response: StartResponse, *, key: Any, ledger_path: Path, wait_hours: float
-) -> Iterable[bytes]:
+def handle(environ: WSGIEnvironment, start_response: StartResponse, *, key: Any, ledger_path: Path) -> Iterable[bytes]:
     """The WSGI answer to one request on PATH."""
     import json
 
@@ -100,7 +98,7 @@ def handle(
         log.warning("webhook: refused a post whose signature does not verify (%d bytes)", len(body))
         return _answer(start_response, "403 Forbidden", b"signature does not verify\n")
     try:
-        counts = receive(ledger_path, body, wait_hours=wait_hours)
+        counts = receive(ledger_path, body)
     except EventsError as exc:  # signed by SendGrid, yet not events: a retry cannot fix it
         log.error("webhook: %s", exc)
         return _answer(start_response, "400 Bad Request", f"{exc}\n".encode())

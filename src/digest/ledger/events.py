@@ -7,8 +7,9 @@ Rules, each written once here:
 - Applying is order-free and may run any number of times: it only looks at what is stored. An unknown
   recipient with a `dropped`/`bounce` event for its batch becomes failed (failure evidence wins); with
   any of processed/delivered/deferred/open/click it becomes sent.
-- A SendGrid batch without a single event, while events of its edition keep arriving `wait` after it
-  was handed over, was never accepted (SendGrid reports every message it accepts): its recipients go
+- At the start of a send (not while posts come in: one batch's events may come in a later post than
+  another's), a SendGrid batch without a single event, while events of its edition kept arriving `wait`
+  after it was handed over, was never accepted (SendGrid reports every message it accepts): its recipients go
   back to pending and are sent by the next run. A batch with events for some of its recipients was
   accepted whole: after the same wait, the rest of it counts as sent.
 - Newly stored bounces (hard), spam reports and unsubscribes add the address to the suppression list.
@@ -135,17 +136,18 @@ def store_events(ledger: Ledger, events: Sequence[Event]) -> int:
         return conn.total_changes - before
 
 
-def ingest(ledger: Ledger, events: Sequence[Event], *, wait_hours: float) -> Applied:
+def ingest(ledger: Ledger, events: Sequence[Event]) -> Applied:
     """Store `events` (durably, first), then apply everything stored; a failure to apply leaves them stored,
     to be applied by the next call (or send)."""
     stored = store_events(ledger, events)
-    applied = apply_stored(ledger, wait_hours=wait_hours)
+    applied = apply_stored(ledger)
     applied.received, applied.stored = len(events), stored
     return applied
 
 
-def apply_stored(ledger: Ledger, *, wait_hours: float) -> Applied:
-    """Apply what is stored and not yet applied: suppressions, then settle every edition with unknowns."""
+def apply_stored(ledger: Ledger) -> Applied:
+    """Apply what is stored and not yet applied: suppressions, then settle every edition's unknown recipients
+    that have events of their own."""
     applied = Applied()
     with ledger._db.tx() as conn:
         applied.ignored = conn.execute(
@@ -166,12 +168,16 @@ def apply_stored(ledger: Ledger, *, wait_hours: float) -> Applied:
         conn.execute("UPDATE events SET applied = 1 WHERE applied = 0")
         editions = [r[0] for r in conn.execute("SELECT DISTINCT edition FROM recipients WHERE state = 'unknown'")]
     for edition in editions:
-        applied.settled.add(settle_by_events(ledger, edition, wait_hours=wait_hours))
+        applied.settled.add(settle_by_events(ledger, edition, wait_hours=0, by_silence=False))
     return applied
 
 
-def settle_by_events(ledger: Ledger, edition: str, *, wait_hours: float, now: dt.datetime | None = None) -> Settled:
-    """Settle the edition's unknown SendGrid recipients by the stored events (the rules above)."""
+def settle_by_events(
+    ledger: Ledger, edition: str, *, wait_hours: float, now: dt.datetime | None = None, by_silence: bool = True
+) -> Settled:
+    """Settle the edition's unknown SendGrid recipients by the stored events (the rules above). Without
+    `by_silence` only a recipient's own events count: what the webhook applies, since the events of one
+    batch may come in a later post than those of another; a send (by_silence) decides about silence."""
     settled = Settled()
     stamp = _now()
     with ledger._db.tx() as conn:
@@ -195,7 +201,8 @@ def settle_by_events(ledger: Ledger, edition: str, *, wait_hours: float, now: dt
         _settlements(conn, edition, failed, "failed", "events", stamp)
         _settlements(conn, edition, sent, "sent", "events", stamp)
         settled.failed, settled.sent = len(failed), len(sent)
-        settled.add(_after_the_wait(conn, edition, wait_hours, now or dt.datetime.now(dt.UTC), stamp))
+        if by_silence:
+            settled.add(_after_the_wait(conn, edition, wait_hours, now or dt.datetime.now(dt.UTC), stamp))
         settled.batches = _close_batches(conn, edition, "settled by SendGrid events", stamp)
     return settled
 

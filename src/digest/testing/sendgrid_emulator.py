@@ -1456,9 +1456,7 @@ class SendGridEmulator:
             )
         return out
 
-    def deliver_events(
-        self, url: str, *, bounce_rate: float = 0.0, spam_rate: float = 0.0, seed: int = 0
-    ) -> list[int]:
+    def deliver_events(self, url: str, *, bounce_rate: float = 0.0, spam_rate: float = 0.0, seed: int = 0) -> list[int]:
         """POST `events(...)` to a webhook URL, signed with `webhook_signer`, in SendGrid-sized batches;
         returns the HTTP status of each post."""
         from .sendgrid_events import post
