@@ -1,8 +1,17 @@
 """1,000,000 recipients prepared for SendGrid, not posted: does memory stay flat as the list grows?
+And with --ledger: how big is the ledger after one and two editions to 1,000,000 members?
 
     python benchmarks/prepare_1m.py                       # 1,000,000 rows
     python benchmarks/prepare_1m.py --tracemalloc         # and again under tracemalloc (~6x slower)
     python benchmarks/prepare_1m.py --rows 200000 --json benchmarks/out/prepare.json
+    python benchmarks/prepare_1m.py --ledger --baseline e7f24bf   # ledger sizes, this tree vs schema 2 (e7f24bf)
+
+--ledger sends two editions to the same list through the real send loop (send.send_edition: the CSV
+streamed in, batches of 1,000 claimed, reserved, promoted and recorded, the newsletter lock held) to a
+backend that accepts every batch at once, so only the ledger's work is left; after each edition it
+reports the ledger's size on disk (the file, once the last connection has closed it), the time and the
+child's peak RSS. --baseline REV does the same, in the same run, with the `src/` of another commit
+(`git archive`), e.g. the last one with the version-2 schema.
 
 "Prepared" is everything `digest send --backend sendgrid` does to a recipient before the HTTP request,
 through the real code paths, in batches of 1,000 as the send loop makes them:
@@ -163,6 +172,78 @@ def child(config: str, build_dir: str, csv_path: str, rows: int, traced: bool) -
                       "times": times}), flush=True)  # fmt: skip
 
 
+# --- the ledger child ---------------------------------------------------------------------------------------
+
+
+def ledger_child(csv_path: str, ledger_path: str, editions: int) -> None:
+    """Send `editions` editions to the list through the ledger; print one JSON line per edition."""
+    from digest.deliver.base import BatchResult, Personal
+    from digest.ledger import Ledger
+    from digest.lock import newsletter_lock
+    from digest.models import Build
+    from digest.recipients import read_recipients
+    from digest.send import send_edition
+
+    class AcceptAll:
+        """A provider that takes every batch at once: what is left to measure is the ledger."""
+
+        name = "accept-all"
+        batch_size = 1000
+
+        def open(self) -> None: ...
+
+        def close(self) -> None: ...
+
+        def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+            return BatchResult(sent=[p.recipient.email for p in batch], provider_id=batch_id)
+
+    path = Path(ledger_path)
+    for month in range(1, editions + 1):
+        build = Build(folder=path.parent, edition=f"bench-2020-{month:02d}", newsletter="bench",
+                      period=f"2020-{month:02d}", content_hash=f"sha256:{month:064d}", subject="Bench", preheader="",
+                      html="<p>Hi</p>", text="Hi", sender="Bench <bench@example.org>", reply_to="",
+                      manifest={})  # fmt: skip
+        started = time.perf_counter()
+        with newsletter_lock(path, "bench"), Ledger.open(path) as ledger:
+            report = send_edition(build, AcceptAll(), read_recipients(Path(csv_path)), ledger=ledger,
+                                  personalize=lambda r: Personal(r, {}, {}))  # fmt: skip
+        seconds = time.perf_counter() - started
+        print(json.dumps({"edition": month, "sent": report.sent, "seconds": seconds, "bytes": path.stat().st_size,
+                          "hwm_mb": _status()["VmHWM"]}), flush=True)  # fmt: skip
+
+
+def run_ledger(root: Path, csv_path: Path, rows: int, editions: int, baseline: str | None) -> dict[str, Any]:
+    """Both trees (this one, and `baseline`'s src if given) side by side; returns the figures."""
+    contenders: list[tuple[str, dict[str, str]]] = [("this tree", {})]
+    if baseline:
+        src = root / f"src-{baseline}"
+        src.mkdir(exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", baseline, "src"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True)
+        contenders.append((baseline, {"PYTHONPATH": str(src / "src")}))
+    figures: dict[str, Any] = {}
+    print(f"\n{rows:,} members, {editions} editions to the same list (ledger file after each, MB = 10^6 bytes)")
+    print(f"{'tree':<12} {'edition':>7} {'ledger MB':>10} {'added MB':>9} {'B/member':>9} {'s':>7} {'peak RSS MB':>12}")
+    for name, env in contenders:
+        ledger_path = root / f"ledger-{name.replace(' ', '-')}.sqlite3"
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--ledger-child", str(csv_path), str(ledger_path),
+             str(editions)],
+            capture_output=True, text=True, env={**os.environ, **env},
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise SystemExit(f"ledger child ({name}) failed ({proc.returncode}):\n{proc.stderr}")
+        points = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        figures[name] = points
+        previous = 0
+        for p in points:
+            added = p["bytes"] - previous
+            previous = p["bytes"]
+            print(f"{name:<12} {p['edition']:>7} {p['bytes'] / 1e6:>10.1f} {added / 1e6:>9.1f} "
+                  f"{added / rows:>9.0f} {p['seconds']:>7.1f} {p['hwm_mb']:>12.0f}")  # fmt: skip
+    return figures
+
+
 # --- the parent --------------------------------------------------------------------------------------------
 
 
@@ -193,11 +274,19 @@ def main() -> None:
     parser.add_argument("--tracemalloc", action="store_true", help="also a second run under tracemalloc (~6x slower)")
     parser.add_argument("--workdir", help="keep the work files here (default: a temp folder, removed)")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--ledger", action="store_true", help="measure the ledger's size over editions instead")
+    parser.add_argument("--editions", type=int, default=2, help="with --ledger: editions sent to the list")
+    parser.add_argument("--baseline", help="with --ledger: also measure this git revision's src (side by side)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--ledger-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         config, build_dir, csv_path, rows, traced = args.child
         child(config, build_dir, csv_path, int(rows), traced == "1")
+        return
+    if args.ledger_child:
+        csv_arg, ledger_arg, editions = args.ledger_child
+        ledger_child(csv_arg, ledger_arg, int(editions))
         return
 
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="prepare_1m-"))
@@ -206,6 +295,13 @@ def main() -> None:
         print(f"machine: {machine()}", flush=True)
         csv_path = root / "members.csv"
         write_csv(csv_path, args.rows)
+        if args.ledger:
+            figures = run_ledger(root, csv_path, args.rows, args.editions, args.baseline)
+            if args.json:
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(json.dumps({"machine": machine(), "rows": args.rows, "ledger": figures},
+                                                      indent=2) + "\n", encoding="utf-8")  # fmt: skip
+            return
         config = write_config(root)
         build_dir = root / "build"
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}

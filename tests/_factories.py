@@ -170,7 +170,7 @@ def golden_selection() -> Selection:
             kind="meeting",
             start=dt.date(2020, 1, 24),
             end=dt.date(2020, 1, 25),
-            when="January 24 - 25, 2020",
+            when="Friday, January 24 - Saturday, January 25",
             place="Washington, DC",
             summary="We invite all mayors to join us in Washington, DC.",
             actions=[("Register Now", "https://example.org/register?event=winter-2020&src=mail")],
@@ -187,6 +187,7 @@ def golden_selection() -> Selection:
             when="February 20 - 22, Tacoma, WA",
             place="Tacoma, WA",
             summary="Hosted by Mayor Woodards: mark your calendars!",
+            actions=[("Learn more & register here.", None)],
         ),
         make_event(
             "data-driven-fire-department",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from _factories import POSTAL_ADDRESS, make_settings
 
-from digest import checks
+from digest import appearance, checks
 from digest.build import read_build
 from digest.checks import CheckResult, check_build, check_html, check_message, check_spamassassin, check_text
 from digest.config import Settings, load_settings
@@ -201,11 +201,14 @@ def test_nested_at_rule_next_to_media_fails(settings: Settings) -> None:
         ("@media screen { .a{b:c} } @media print { .d{e:f} }", False),
         ("@media screen { @import url(x.css); }", True),
         ('/* @media { @x } */ .a{content:"@b {"}', False),
+        ('@media screen { .a{content:"}"} @supports (display:grid) { .b{c:d} } }', True),
+        ("@media screen { .a { @media print { .b{c:d} } } }", True),
+        ("@font-face { font-family: x; src: url(x.woff) }", False),
     ],
 )
 def test_nested_at_rule_detection(css: str, nested: bool) -> None:
-    """The brace walker finds at-rules inside at-rules, ignoring comments and strings."""
-    assert checks.nested_at_rule(css) is nested
+    """At-rules inside at-rules are found, at any depth; comments and strings do not count."""
+    assert appearance.nested_at_rule(css) is nested
 
 
 # --- rows 10-12 and 4: the message --------------------------------------------------------------
@@ -468,10 +471,47 @@ def test_uncoloured_link_counts_as_client_blue(settings: Settings) -> None:
     assert by_name(check_html(coloured, settings), "contrast").status == "pass"
 
 
+def _contrast(style: str, settings: Settings) -> CheckResult:
+    """The contrast result of one paragraph with `style` on a white page."""
+    html = f'<html><body style="background-color:#ffffff"><p style="{style}">Cities at work</p></body></html>'
+    return by_name(check_html(html, settings), "contrast")
+
+
+@pytest.mark.parametrize(
+    ("style", "status", "ratio"),
+    [
+        ("color:hsl(0 0% 60%)", "fail", 2.85),  # #999999
+        ("color:hsl(210, 100%, 20%)", "pass", 12.6),  # #003366
+        ("color:hwb(0 60% 40%)", "fail", 2.85),
+        ("color:lightgray", "fail", 1.5),
+        ("color:DarkSlateGray", "pass", 8.93),
+        ("color:rebeccapurple", "pass", 8.41),
+        ("color:#0008", "skip", None),  # half transparent: what shows depends on the background
+    ],
+)
+def test_contrast_reads_every_css_colour_syntax(settings: Settings, style: str, status: str, ratio: float) -> None:
+    """hsl(), hwb() and all 148 named colours are measured like hex colours; alpha < 1 is unknown."""
+    result = _contrast(style, settings)
+    assert (result.status, result.value) == (status, pytest.approx(ratio, abs=0.01) if ratio else None)
+
+
+def test_semicolons_inside_strings_and_urls_do_not_split_declarations(settings: Settings) -> None:
+    """A `;` in a quoted font name or a url() is part of that value, not the start of a new declaration."""
+    quoted = _contrast("color:#222222;font-family:'Odd;color:#eeeeee'", settings)
+    url = _contrast("color:#222222;list-style-image:url('i.png?v=1;color:#eeeeee')", settings)
+    assert quoted.status == url.status == "pass" and quoted.value == url.value == pytest.approx(15.9, abs=0.1)
+
+
+def test_a_gradient_background_makes_contrast_unknown(settings: Settings) -> None:
+    """Text on a gradient is not measured against the gradient's first colour."""
+    result = _contrast("color:#777777;background:linear-gradient(#ffffff, #000000)", settings)
+    assert result.status == "skip"
+
+
 def test_contrast_ratio_matches_wcag() -> None:
     """Black on white is 21:1; #777 on white about 4.48:1."""
-    assert checks.contrast_ratio((0, 0, 0), (255, 255, 255)) == pytest.approx(21.0)
-    assert checks.contrast_ratio((0x77, 0x77, 0x77), (255, 255, 255)) == pytest.approx(4.48, abs=0.01)
+    assert appearance.contrast_ratio((0, 0, 0), (255, 255, 255)) == pytest.approx(21.0)
+    assert appearance.contrast_ratio((0x77, 0x77, 0x77), (255, 255, 255)) == pytest.approx(4.48, abs=0.01)
 
 
 # --- row 26: SpamAssassin ------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def unknown_batches(path: Path, sizes: tuple[int, ...] = (3,), backend: str = "s
 
 
 def states(ledger: Ledger) -> dict[str, str]:
-    return dict(ledger._db.read("SELECT email_norm, state FROM recipients WHERE edition = ?", (ED,)).fetchall())
+    return dict(ledger._db.read("SELECT email_norm, state FROM recipient_rows WHERE edition = ?", (ED,)).fetchall())
 
 
 # --- parsing ----------------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_accepted_events_settle_sent_and_refusals_settle_failed_in_any_order(tmp
             "user1@example.org": "failed",
             "user2@example.org": "unknown",
         }
-        error = ledger._db.read("SELECT error FROM recipients WHERE email_norm = 'user1@example.org'").fetchone()
+        error = ledger._db.read("SELECT error FROM recipient_rows WHERE email_norm = 'user1@example.org'").fetchone()
         assert error[0] == "SendGrid bounce: 550 5.1.1 no such user"
         assert evidence_counts(ledger, ED)["bounces"] == 1
         assert ingest(ledger, parse_events(json.dumps(items))).settled.total == 0

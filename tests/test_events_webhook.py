@@ -47,7 +47,7 @@ class Endpoint:
             return tuple(
                 ledger._db.read(sql).fetchall()
                 for sql in (
-                    "SELECT email_norm, state, error FROM recipients ORDER BY rowid",
+                    "SELECT email_norm, state, error FROM recipient_rows ORDER BY email_norm",
                     "SELECT count(*) FROM events",
                     "SELECT * FROM suppressions",
                 )

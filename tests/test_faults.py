@@ -92,7 +92,7 @@ def arrivals_in(sink: Sink) -> Arrivals:
 
 def states(ledger_path: Path) -> dict[str, str]:
     with Ledger.open(ledger_path) as ledger:
-        rows = ledger._db.conn.execute("SELECT email_norm, state FROM recipients WHERE edition = ?", (ED,))
+        rows = ledger._db.conn.execute("SELECT email_norm, state FROM recipient_rows WHERE edition = ?", (ED,))
         return dict(rows.fetchall())
 
 

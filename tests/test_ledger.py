@@ -136,7 +136,7 @@ def test_state_transitions_of_a_batch(ledger: Ledger) -> None:
         ("user3@example.org", "552 full"),
     ]
     row = ledger._db.conn.execute(
-        "SELECT attempts, batch_id, state FROM recipients WHERE email_norm = 'user1@example.org'"
+        "SELECT attempts, batch_id, state FROM recipient_rows WHERE email_norm = 'user1@example.org'"
     ).fetchone()
     assert row == (1, "b1", "sent")
     assert (ledger.batches(ED)[0].state, ledger.batches(ED)[0].provider_id) == ("done", "q-1")
@@ -313,19 +313,31 @@ def test_build_folder_and_sent_items_for_retry_and_if_new(ledger: Ledger) -> Non
     assert ledger.sent_item_ids("other") is None
 
 
-def test_version_1_ledger_migrates_to_current(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_version_1_ledger_migrates_to_current(tmp_path: Path) -> None:
     """A ledger written at schema version 1 opens at the current version with its rows and the new columns."""
     path = tmp_path / "l.sqlite3"
-    monkeypatch.setattr(ledger_schema, "MIGRATIONS", ledger_schema.MIGRATIONS[:1])
-    monkeypatch.setattr(ledger_schema, "SCHEMA_VERSION", 1)
-    with Ledger.open(path) as old:
-        old.begin_edition(ED, "mayors-innovation", "2020-01", HASH, "January")
-        old.add_recipients(ED, people(2))
-        assert old.schema_version == 1
-    monkeypatch.undo()
+    conn = sqlite3.connect(path)
+    for statement in ledger_schema.statements(str(ledger_schema.MIGRATIONS[0])):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO editions (id, newsletter, period, content_hash, subject, created_at) "
+        "VALUES (?, 'mayors-innovation', '2020-01', ?, 'January', '2020-02-01T00:00:00Z')",
+        (ED, HASH),
+    )
+    conn.executemany(
+        "INSERT INTO recipients (edition, email_norm, email, name, updated_at) VALUES (?, ?, ?, ?, 'now')",
+        [(ED, "user0@example.org", "User0@example.org", "User 0"), (ED, "user1@example.org", "user1@example.org", "")],
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
     with Ledger.open(path) as new:
-        assert new.schema_version == SCHEMA_VERSION >= 2
+        assert new.schema_version == SCHEMA_VERSION >= 3
         assert new.counts(ED)["pending"] == 2 and new.build_folder(ED) is None
+        assert [(r.email, r.name) for r in new.next_batch(ED, 5)] == [
+            ("User0@example.org", "User 0"),
+            ("user1@example.org", ""),
+        ]
         assert new.record_build(ED, ["a"], "/b")
 
 
@@ -335,13 +347,13 @@ def test_version_1_ledger_migrates_to_current(tmp_path: Path, monkeypatch: pytes
 def _batch_ids(ledger_path: Path) -> list[str]:
     conn = sqlite3.connect(ledger_path)
     try:
-        return [row[0] for row in conn.execute("SELECT id FROM batches ORDER BY id")]
+        return [row[0] for row in conn.execute("SELECT name FROM batches WHERE state <> 'reserved' ORDER BY id")]
     finally:
         conn.close()
 
 
 def test_reserve_then_promote_takes_the_next_rows_in_list_order(tmp_path: Path, ledger: Ledger) -> None:
-    """Reserved rows are in flight with no batch row; promote writes the batch row; nothing else moves."""
+    """Reserved rows are in flight under a batch not yet handed over; promote hands it over; nothing else moves."""
     ledger.add_recipients(ED, people(5))
     ledger.claim_batch(ED, 1, "b0", "sendgrid", HASH)
     reserved = ledger.reserve_batch(ED, 3, "b1")
@@ -372,7 +384,7 @@ def test_drop_reservation_makes_rows_pending_and_leaves_handed_over_batches(ledg
     assert ledger.drop_reservation("b1") == 0
     assert ledger.drop_reservation("b2") == 2
     assert ledger.counts(ED)["in_flight"] == 2 and ledger.counts(ED)["pending"] == 2
-    attempts = ledger._db.conn.execute("SELECT max(attempts) FROM recipients WHERE state = 'pending'").fetchone()[0]
+    attempts = ledger._db.conn.execute("SELECT max(attempts) FROM recipient_rows WHERE state = 'pending'").fetchone()[0]
     assert attempts == 0
 
 
@@ -387,7 +399,7 @@ def test_a_crash_with_a_reservation_leaves_it_pending_and_the_promoted_batch_unk
     assert counts["unknown"] == 2 and counts["pending"] == 2 and counts["in_flight"] == 0
     assert {b.id for b in ledger.unknown_batches(ED)} == {"b1"}
     assert [r.email for r in ledger.next_batch(ED, 10)] == ["user2@example.org", "user3@example.org"]
-    attempts = ledger._db.conn.execute("SELECT max(attempts) FROM recipients WHERE state = 'pending'").fetchone()[0]
+    attempts = ledger._db.conn.execute("SELECT max(attempts) FROM recipient_rows WHERE state = 'pending'").fetchone()[0]
     assert attempts == 0
 
 

@@ -111,3 +111,22 @@ def test_batches_claimed_from_several_threads_never_overlap(tmp_path: Path) -> N
         assert len(emails) == len(set(emails)) == 400
         assert ledger.counts(ED)["in_flight"] == 400
         assert sum(b.size for b in ledger.batches(ED)) == 400
+
+
+def test_digest_ledger_vacuum_prints_sizes(tmp_path: Path) -> None:
+    """`digest ledger vacuum` reports the size before and after; without a ledger it says there is none."""
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    config = tmp_path / "digest.toml"
+    config.write_text('ledger_path = "ledger.sqlite3"\n', encoding="utf-8")
+    runner = CliRunner()
+    result = runner.invoke(main, ["--config", str(config), "ledger", "vacuum"])
+    assert result.exit_code == 1 and "no ledger yet" in result.stderr and "Traceback" not in result.output
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        ledger.begin_edition(ED, "mayors-innovation", "2020-01", HASH, "January")
+        ledger.add_recipients(ED, people(3000))
+    result = runner.invoke(main, ["--config", str(config), "ledger", "vacuum"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Vacuumed {tmp_path / 'ledger.sqlite3'}: ") and " MB -> " in result.stdout

@@ -35,6 +35,7 @@ from _factories import (
 )
 
 from digest.config import Section, Settings
+from digest.css import style_blocks
 from digest.errors import TemplateError
 from digest.inline import inline_css, strip_remote_css
 from digest.models import Selection, Window
@@ -42,6 +43,7 @@ from digest.render import (
     compile_mjml,
     date_range,
     edition_id,
+    event_when,
     group_items,
     make_environment,
     period_title,
@@ -53,7 +55,6 @@ GOLDEN = Path(__file__).parent / "golden"
 CONTENT = Path(__file__).resolve().parent.parent / "content"
 EDITION = "mayors-innovation-2020-01"
 GENERIC = re.compile(r"^\s*(click here|here|read more|more|learn more)[\s.!:…»→]*$", re.IGNORECASE)
-STYLE_BLOCK = re.compile(r"<style\b[^>]*>(.*?)</style>", re.IGNORECASE | re.DOTALL)
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -94,10 +95,6 @@ def html(request: pytest.FixtureRequest, settings: Settings) -> str:
 
 def _doc(html: str) -> Any:
     return lxml.html.document_fromstring(html)
-
-
-def _styles(html: str) -> list[str]:
-    return STYLE_BLOCK.findall(html)
 
 
 def _media_blocks(css: str) -> list[str]:
@@ -166,6 +163,58 @@ def test_actions_are_named_after_their_item(settings: Settings) -> None:
     assert "Read More" not in links
 
 
+def test_both_parts_show_the_same_actions(settings: Settings) -> None:
+    """An action to the item's own page with a label of its own is in both parts; a generic one in neither."""
+    item = make_item("x", title="Water Report", actions=[("Read More", None), ("Register Now", None)])
+    out = render(make_selection([item]), dataclasses.replace(settings, utm=False), edition=EDITION)
+    links = {a.text_content(): a.get("href") for a in _doc(out.html).iter("a")}
+    assert links["Register Now"] == item.url and "Read More" not in links
+    assert f"Register Now: {item.url}\n" in out.text and "Read More" not in out.text
+
+
+def test_an_action_label_leads_in_once_escaped_and_without_its_stop(settings: Settings) -> None:
+    """An action label's closing stop is dropped in its aria-label and text line, and its '&' escaped once."""
+    item = make_item("m", title="Summer 2017 Meeting", actions=[("Learn more & register here.", None)])
+    out = render(make_selection([item]), dataclasses.replace(settings, utm=False), edition=EDITION)
+    (link,) = [a for a in _doc(out.html).iter("a") if a.get("aria-label", "").startswith("Learn")]
+    assert link.get("aria-label") == "Learn more & register here: Summer 2017 Meeting"
+    assert link.text_content() == "Learn more & register here."
+    assert 'aria-label="Learn more &amp; register here: Summer 2017 Meeting"' in out.html
+    assert "&amp;amp;" not in out.html
+    assert f"\nLearn more & register here: {item.url}\n" in out.text
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "when", "shown"),
+    [
+        (dt.date(2014, 11, 18), None, "Tuesday, November 18", "November 18, 2014"),
+        (dt.date(2018, 3, 7), None, "Wed, March 7, 2018", "March 7, 2018"),
+        (dt.date(2015, 12, 6), dt.date(2015, 12, 7), "December 6 - 7, 2015 in Boston, MA", "December 6 – 7, 2015"),
+        (
+            dt.date(2017, 8, 16),
+            dt.date(2017, 8, 18),
+            "Wednesday, August 16 - Friday, August 18",
+            "August 16 – 18, 2017",
+        ),
+        (
+            dt.date(2019, 5, 15),
+            None,
+            "Wednesday, May 15, 1 - 2pm CST",
+            "May 15, 2019 · Wednesday, May 15, 1 - 2pm CST",
+        ),
+    ],
+)
+def test_an_event_date_is_shown_once(
+    settings: Settings, start: dt.date, end: dt.date | None, when: str, shown: str
+) -> None:
+    """A `when` that adds only weekday names or "in" to the dates and place is not shown again; a time is."""
+    item = make_event("e", title="Workshop", start=start, end=end, when=when, place="Boston, MA")
+    assert event_when(item) == shown
+    out = render(make_selection([], upcoming=[item]), settings, edition=EDITION)
+    assert f"When: {shown}\n" in out.text
+    assert f"<b>When:</b> {shown}<br>" in out.html
+
+
 def test_title_is_the_subject_and_one_h1(html: str) -> None:
     """<title> is non-empty and there is exactly one <h1> (name and period)."""
     doc = _doc(html)
@@ -185,7 +234,7 @@ def test_color_scheme_metas_and_root_rule(html: str) -> None:
 
 def test_dark_mode_block_with_important(html: str) -> None:
     """A prefers-color-scheme: dark block exists and every declaration in it is !important."""
-    css = "".join(_styles(html))
+    css = "".join(style_blocks(html))
     dark = [b for b in _media_blocks(css) if "prefers-color-scheme" in b]
     assert len(dark) == 1
     declarations = re.findall(r"[\w-]+\s*:\s*[^;{}]+", dark[0].split("{", 1)[1])
@@ -194,7 +243,7 @@ def test_dark_mode_block_with_important(html: str) -> None:
 
 def test_responsive_media_queries_keep_important(html: str) -> None:
     """MJML's column widths and our phone rules keep !important after premailer."""
-    css = "".join(_styles(html))
+    css = "".join(style_blocks(html))
     assert re.search(
         r"@media only screen and \(min-width:480px\)\s*\{\s*\.mj-column-per-\d+\s*\{\s*width:\d+%\s*!important", css
     )
@@ -242,12 +291,12 @@ def test_footer_has_address_and_unsubscribe(golden_html: str) -> None:
 
 def test_style_bytes_within_gmail_limit(html: str) -> None:
     """All <style> content together stays under Gmail's 16,384 bytes."""
-    assert sum(len(s.encode()) for s in _styles(html)) <= 16_384
+    assert sum(len(s.encode()) for s in style_blocks(html)) <= 16_384
 
 
 def test_no_style_block_mixes_nested_at_rule_with_media(html: str) -> None:
     """No <style> block has an at-rule nested in an at-rule next to @media (Gmail drops such blocks)."""
-    styles = _styles(html)
+    styles = style_blocks(html)
     assert not any("@media" in s and re.search(r"@[\w-]+\s*\{[^{}]*@", s) for s in styles)
 
 
@@ -493,7 +542,7 @@ def test_inline_css_puts_rules_on_elements_and_keeps_style_blocks() -> None:
     compiled = _mrml('<mj-text css-class="x"><p class="x">Hi</p></mj-text>')
     out = inline_css(compiled)
     assert 'class="x" style="display:block; margin:13px 0; color:red"' in out
-    assert _styles(compiled) == _styles(out)
+    assert style_blocks(compiled) == style_blocks(out)
     assert "@media (prefers-color-scheme:dark){.x{color:blue !important}}" in out
 
 
@@ -514,8 +563,7 @@ def test_inline_css_strips_remote_css_and_never_touches_the_network(monkeypatch:
 
 
 def test_cssutils_cannot_fetch_an_import_that_slipped_through() -> None:
-    """Behind strip_remote_css, cssutils' own fetcher is a stand-in that refuses: an @import parsed
-    straight through cssutils fails at the fetch, and the real fetcher (urllib) was never loaded."""
+    """An @import that reaches cssutils directly fails at its stand-in fetcher; urllib is never loaded."""
     import cssutils
 
     parser = cssutils.CSSParser(fetcher=None, raiseExceptions=True)
@@ -525,9 +573,7 @@ def test_cssutils_cannot_fetch_an_import_that_slipped_through() -> None:
 
 
 def test_premailer_is_imported_without_urllib_request_and_cssutils_still_cannot_fetch() -> None:
-    """In a fresh interpreter (this one has urllib.request already): importing the inliner leaves
-    urllib.request (and http.client, ssl) unimported, inlining works, and an @import cssutils would
-    resolve against a file path fails instead of reading anything."""
+    """A fresh interpreter inlines without importing urllib.request, and cssutils still cannot read an @import."""
     script = (
         "import sys\n"
         "from digest.inline import inline_css\n"

@@ -15,7 +15,7 @@ from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
 from digest.recipients import read_recipients
-from digest.send import SendReport, execute_send, prepare_send, send_edition
+from digest.send import REPORT_CAP, SendReport, execute_send, prepare_send, send_edition
 
 ED = "mayors-innovation-2020-01"
 
@@ -265,6 +265,14 @@ def test_failures_are_reported_and_retry_sends_them(ledger_path: Path) -> None:
     assert counts(ledger_path)["sent"] == 5
 
 
+def test_failures_listed_in_a_report_are_capped_but_all_counted(ledger_path: Path) -> None:
+    """Past REPORT_CAP failed recipients the report keeps counting but lists no more."""
+    backend = ScriptedBackend(batch_size=1, script=dict.fromkeys(range(1, REPORT_CAP + 6), "fail-first"))
+    report = run(ledger_path, backend, people(REPORT_CAP + 5))
+    assert report.failed == REPORT_CAP + 5 and len(report.failures) == REPORT_CAP
+    assert report.failures[0].email == "user0@example.org"
+
+
 def test_changed_content_is_refused_unless_allowed(ledger_path: Path) -> None:
     """New content for a partly sent edition is refused; --allow-changed sends it to the rest only."""
     with pytest.raises(DeliveryError):
@@ -421,7 +429,7 @@ def test_at_most_one_batch_is_ever_handed_over_and_unanswered(ledger_path: Path)
         def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
             conn = sqlite3.connect(ledger_path)
             try:
-                seen.append([r[0] for r in conn.execute("SELECT id FROM batches WHERE state = 'in_flight'")])
+                seen.append([r[0] for r in conn.execute("SELECT name FROM batches WHERE state = 'in_flight'")])
             finally:
                 conn.close()
             return super().send_batch(build, batch, batch_id, test)

@@ -11,3 +11,9 @@ def normalize_email(email: str) -> str:
     says "ann@x.org" would be far worse than folding a local part no real mailbox distinguishes.
     """
     return email.strip().casefold()
+
+
+def split_address(email_norm: str) -> tuple[str, str]:
+    """(local part, domain) of a normalised address, split at its last @ (a quoted local part may hold one)."""
+    local, _, domain = email_norm.rpartition("@")
+    return (local, domain) if local else (domain, "")

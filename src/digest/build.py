@@ -24,13 +24,13 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .config import Settings
+from .css import style_bytes
 from .errors import BuildError, ConfigError
 from .message import build_message
 from .models import Build, Rendered, Selection
@@ -45,7 +45,6 @@ MANIFEST_FILE = "manifest.json"
 OUR_FILES = (HTML_FILE, TEXT_FILE, EML_FILE, MJML_FILE, PREVIEW_FILE, MANIFEST_FILE)
 MANIFEST_FORMAT = 1
 _REQUIRED = ("edition", "newsletter", "period", "content_hash", "subject", "preheader", "sender", "reply_to")
-_STYLE = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
 
 
 def content_hash(subject: str, html: str, text: str) -> str:
@@ -54,19 +53,12 @@ def content_hash(subject: str, html: str, text: str) -> str:
     return f"sha256:{digest}"
 
 
-def style_bytes(html: str) -> int:
-    """Bytes inside all <style> blocks (Gmail drops them all past 16,384)."""
-    return sum(len(block.encode("utf-8")) for block in _STYLE.findall(html))
-
-
 def _file_hash(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    # A reader (a send started meanwhile, the preview server) sees the old file or the new one,
-    # never half of one. No fsync: a build is re-made in a third of a second, and read_build checks
-    # every file against the manifest's hashes, so a file torn by a power cut is refused, not sent.
+    # Readers see the old file or the new one; no fsync, as read_build refuses a file torn by a crash.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(data)

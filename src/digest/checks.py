@@ -1,21 +1,19 @@
 """Checks: the quality gates over a build (size, styles, MIME, headers, accessibility, SpamAssassin).
 
-Each check is one row of /work/shared/EMAIL-QUALITY.md §1 that can be run offline; docs/CHECKS.md lists
-them with thresholds. The checks look at what a list recipient will get: the build's HTML and text with
-every placeholder filled by realistic sample values (a long name, a real-length unsubscribe URL), in the
+docs/CHECKS.md lists the checks with their thresholds ("row N" is the row of its table). They look at
+what a list recipient gets: the build with every placeholder filled by realistic sample values, in the
 message delivery would send, one-click headers included.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import email.policy
 import email.utils
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from email.message import Message
 from pathlib import Path
@@ -24,8 +22,23 @@ from typing import Literal
 import lxml.html
 from lxml.etree import ParserError, _Element
 
+from .appearance import (
+    INVISIBLE,
+    State,
+    TextRun,
+    accessible_name,
+    contrast_ratio,
+    describe,
+    light_dark,
+    nested_at_rule,
+    root_declares_light_dark,
+    style_dict,
+    text_runs,
+    visible_text,
+)
 from .build import read_build
 from .config import Settings
+from .css import style_blocks, style_bytes
 from .deliver.base import Personal
 from .deliver.mime import MessageTemplate
 from .errors import ConfigError
@@ -50,13 +63,9 @@ CONTRAST_TEXT = 4.5  # WCAG 1.4.3 (row 20)
 CONTRAST_LARGE = 3.0  # WCAG large text: >= 24px, or >= 18.66px bold
 
 GENERIC_LINK_TEXT = re.compile(r"(click here|click|here|read more|more|learn more|more information|link|this link)")
-_STYLE_BLOCK = re.compile(r"<style\b[^>]*>(.*?)</style\s*>", re.IGNORECASE | re.DOTALL)
 _PLACEHOLDER = re.compile(r"%%[A-Za-z_][A-Za-z0-9_:]*%%")
 _MSG_ID = re.compile(r"^<[^<>@\s]+@[^<>@\s]+>$")
 _HTTPS_URL = re.compile(r"https://[^\s<>\"')\]]+")
-_INVISIBLE = "\u00ad\u034f\u200b\u200c\u200d\u2060\ufeff"  # preheader padding: not visible text
-_SKIP_TAGS = frozenset({"head", "script", "style", "title", "template", "noscript"})
-_BLOCK_TAGS = frozenset({"br", "p", "div", "td", "th", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table"})
 
 
 @dataclass(frozen=True)
@@ -99,239 +108,16 @@ def _listed(items: list[str], limit: int = 3) -> str:
 
 def _squash(text: str) -> str:
     """Text compared loosely: case, whitespace, commas and invisible characters do not matter."""
-    text = text.translate({ord(c): None for c in _INVISIBLE})
+    text = text.translate({ord(c): None for c in INVISIBLE})
     return re.sub(r"[\s,]+", " ", text).strip().casefold()
-
-
-# --- sample values ------------------------------------------------------------------------------
 
 
 # --- HTML ---------------------------------------------------------------------------------------
 
 
-def _style_dict(value: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for declaration in value.split(";"):
-        key, colon, val = declaration.partition(":")
-        if colon:
-            out[key.strip().lower()] = val.replace("!important", "").strip().lower()
-    return out
-
-
-def _is_hidden(element: _Element, style: dict[str, str]) -> bool:
-    """Hidden, with everything inside, the ways email templates hide things (the preheader above all).
-
-    font-size:0 is not among them: MJML puts it on every column wrapper to kill inline-block gaps,
-    and the children set their own size again; text sitting directly in a 0px element is skipped
-    where the runs are measured instead.
-    """
-    if element.get("hidden") is not None:
-        return True
-    if style.get("display") == "none" or style.get("mso-hide") == "all" or style.get("visibility") == "hidden":
-        return True
-    if style.get("opacity") in {"0", "0.0"}:
-        return True
-    collapsed = re.fullmatch(r"0(px|em|rem|%)?", style.get("max-height", "x"))
-    return bool(collapsed and style.get("overflow") == "hidden")
-
-
-def _px(value: str, inherited: float | None) -> float | None:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(px|pt|em|rem|%)?", value.strip())
-    if not match:
-        return inherited
-    number, unit = float(match.group(1)), match.group(2) or "px"
-    if unit == "px":
-        return number
-    if unit == "pt":
-        return number * 4 / 3
-    if unit == "rem":
-        return number * 16
-    return None if inherited is None else inherited * (number if unit == "em" else number / 100)
-
-
-_NAMED = {
-    "white": (255, 255, 255),
-    "black": (0, 0, 0),
-    "red": (255, 0, 0),
-    "gray": (128, 128, 128),
-    "grey": (128, 128, 128),
-    "silver": (192, 192, 192),
-    "blue": (0, 0, 255),
-    "navy": (0, 0, 128),
-}
-_COLOR_TOKEN = re.compile(r"#[0-9a-f]{3,8}\b|rgba?\([^)]*\)|\b(?:transparent|" + "|".join(_NAMED) + r")\b")
-
-Color = tuple[int, int, int]
-_LINK_BLUE: Color = (0, 0, 238)  # what clients show for a link with no colour of its own
-
-
-def _color(value: str) -> Color | None | Literal["transparent"]:
-    """A colour from a CSS value; None when it cannot be told (gradients, images, alpha < 1)."""
-    match = _COLOR_TOKEN.search(value.lower())
-    if not match:
-        return None
-    token = match.group(0)
-    if token == "transparent":
-        return "transparent"
-    if token in _NAMED:
-        return _NAMED[token]
-    if token.startswith("#"):
-        digits = token[1:]
-        if len(digits) in {3, 4}:
-            digits = "".join(d * 2 for d in digits[:3])
-        elif len(digits) == 8 and digits[6:] != "ff":
-            return None
-        return (int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)) if len(digits) >= 6 else None
-    numbers = re.findall(r"[\d.]+%?", token)
-    if len(numbers) < 3 or (len(numbers) > 3 and float(numbers[3].rstrip("%")) < 1):
-        return None
-    try:
-        r, g, b = (round(float(n[:-1]) * 2.55) if n.endswith("%") else int(float(n)) for n in numbers[:3])
-    except ValueError:
-        return None
-    return (r, g, b)
-
-
-def _luminance(rgb: Color) -> float:
-    def channel(c: int) -> float:
-        s = c / 255
-        return s / 12.92 if s <= 0.03928 else ((s + 0.055) / 1.055) ** 2.4
-
-    r, g, b = rgb
-    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
-
-
-def contrast_ratio(a: Color, b: Color) -> float:
-    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (la + 0.05) / (lb + 0.05)
-
-
-@dataclass(frozen=True)
-class _State:
-    hidden: bool = False
-    font_px: float | None = None
-    color: Color | None = (0, 0, 0)
-    background: Color | None = (255, 255, 255)
-    bold: bool = False
-
-
-@dataclass(frozen=True)
-class _Text:
-    """A run of text an element holds directly, with what applies to it there."""
-
-    element: _Element
-    text: str
-    state: _State
-
-
-def _own_text(element: _Element) -> str:
-    parts = [element.text or ""] + [child.tail or "" for child in element]
-    return "".join(parts)
-
-
-def _walk(element: _Element, state: _State) -> Iterator[_Text]:
-    tag = element.tag if isinstance(element.tag, str) else ""
-    if not tag or tag.lower() in _SKIP_TAGS:
-        return
-    style = _style_dict(element.get("style", ""))
-    hidden = state.hidden or _is_hidden(element, style)
-    font = _px(style["font-size"], state.font_px) if "font-size" in style else state.font_px
-    color = state.color
-    if "color" in style:
-        parsed = _color(style["color"])
-        color = parsed if parsed != "transparent" else color
-    elif tag == "a" and element.get("href") is not None:
-        color = _LINK_BLUE  # a link without its own colour shows in the client's blue, not the parent's
-    background = state.background
-    raw_bg = style.get("background-color") or style.get("background") or element.get("bgcolor") or ""
-    if raw_bg:
-        parsed_bg = _color(raw_bg)
-        if parsed_bg != "transparent":
-            background = parsed_bg  # None: an image or gradient, contrast unknown from here down
-    if "url(" in style.get("background", "") + style.get("background-image", "") or element.get("background"):
-        background = None
-    weight = style.get("font-weight", "")
-    bold = (
-        state.bold
-        or tag in {"b", "strong", "h1", "h2", "h3"}
-        or weight == "bold"
-        or (weight.isdigit() and int(weight) >= 700)
-    )
-    here = _State(hidden, font, color, background, bold)
-    text = _own_text(element)
-    if text.translate({ord(c): None for c in _INVISIBLE}).strip():
-        # Text directly in a 0px element is invisible, though its children may show again.
-        yield _Text(element, text, dataclasses.replace(here, hidden=True) if font == 0 else here)
-    for child in element:
-        yield from _walk(child, here)
-
-
-def _describe(element: _Element) -> str:
-    text = re.sub(r"\s+", " ", element.text_content()).strip()
-    return f"<{element.tag}> {text[:40]!r}" if text else f"<{element.tag}>"
-
-
-def _accessible_name(link: _Element) -> str:
-    label = (link.get("aria-label") or "").strip()
-    if label:
-        return label
-    parts = [link.text or ""]
-    for child in link.iterdescendants():
-        if child.tag == "img":
-            parts.append(child.get("alt") or "")
-        elif isinstance(child.tag, str):
-            parts.append(child.text or "")
-        parts.append(child.tail or "")
-    name = re.sub(r"\s+", " ", " ".join(parts).translate({ord(c): None for c in _INVISIBLE})).strip()
-    return name or (link.get("title") or "").strip()
-
-
-def _visible_text(texts: list[_Text]) -> str:
-    """The visible text of the document, with a break wherever a block or <br> would put one."""
-    out: list[str] = []
-    for run in texts:
-        if run.state.hidden:
-            continue
-        element = run.element
-        out.append(element.text or "")
-        for child in element:
-            out.append(" " if child.tag in _BLOCK_TAGS else "")
-            out.append(child.tail or "")
-        out.append(" ")
-    return "".join(out)
-
-
-def nested_at_rule(css: str) -> bool:
-    """True when an at-rule sits inside another one (`@goodbye { @gmail }`, `@media { @supports }`)."""
-    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
-    css = re.sub(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'", '""', css)
-    stack: list[bool] = []  # per open block: is it an at-rule block?
-    prelude = ""
-    for char in css:
-        if char == "{":
-            is_at = prelude.strip().startswith("@")
-            if is_at and any(stack):
-                return True
-            stack.append(is_at)
-            prelude = ""
-        elif char == "}":
-            if prelude.strip().startswith("@") and any(stack):
-                return True  # a bare at-keyword closing an at-rule block: `@goodbye { @gmail }`
-            if stack:
-                stack.pop()
-            prelude = ""
-        elif char == ";":
-            if prelude.strip().startswith("@") and any(stack):
-                return True  # a statement at-rule (@import, @charset) inside an at-rule block
-            prelude = ""
-        else:
-            prelude += char
-    return False
-
-
 def _check_styles(html: str) -> list[CheckResult]:
-    blocks = _STYLE_BLOCK.findall(html)
-    total = sum(len(b.encode("utf-8")) for b in blocks)
+    blocks = style_blocks(html)
+    total = style_bytes(html)
     detail = f"{total:,} bytes in {len(blocks)} <style> block(s) (budget {STYLE_BUDGET:,})"
     size = _pass("style-size", detail, total)
     if total > STYLE_BUDGET:
@@ -391,15 +177,15 @@ def check_html(
         results.append(_fail("html-parse", f"the HTML cannot be parsed ({exc}); look at the template output"))
         return results
     body = root.find("body")
-    texts = list(_walk(body, _State())) if body is not None else []
+    texts = list(text_runs(body, State())) if body is not None else []
     results.extend(_check_accessibility(root, body, texts))
     results.append(_check_preheader(body, preheader))
     results.append(_check_html_unsubscribe(root, settings))
-    results.append(_check_postal(settings, _visible_text(texts), "html-postal-address", "HTML"))
+    results.append(_check_postal(settings, visible_text(texts), "html-postal-address", "HTML"))
     return results
 
 
-def _check_accessibility(root: _Element, body: _Element | None, texts: list[_Text]) -> list[CheckResult]:
+def _check_accessibility(root: _Element, body: _Element | None, texts: list[TextRun]) -> list[CheckResult]:
     results: list[CheckResult] = []
 
     missing = [a for a in ("lang", "dir") if not (root.get(a) or "").strip()]
@@ -410,7 +196,7 @@ def _check_accessibility(root: _Element, body: _Element | None, texts: list[_Tex
     )
 
     children = [c for c in body if isinstance(c.tag, str)] if body is not None else []
-    bare = [_describe(c) for c in children if not (c.get("lang") and c.get("dir"))]
+    bare = [describe(c) for c in children if not (c.get("lang") and c.get("dir"))]
     results.append(
         _fail(
             "body-lang-dir",
@@ -435,7 +221,7 @@ def _check_accessibility(root: _Element, body: _Element | None, texts: list[_Tex
         _fail(
             "table-roles",
             f'{len(roleless)} of {len(tables)} layout tables lack role="presentation": '
-            f"{_listed([_describe(t) for t in roleless])}",
+            f"{_listed([describe(t) for t in roleless])}",
             len(roleless),
         )
         if roleless
@@ -455,7 +241,7 @@ def _check_accessibility(root: _Element, body: _Element | None, texts: list[_Tex
     )
 
     links = [a for a in root.iter("a") if a.get("href") is not None]
-    names = [(a, _accessible_name(a)) for a in links]
+    names = [(a, accessible_name(a)) for a in links]
     empty = [a.get("href", "")[:60] for a, name in names if not name]
     results.append(
         _fail("link-text", f"{len(empty)} links have no text, alt, aria-label or title: {_listed(empty)}", len(empty))
@@ -537,9 +323,9 @@ def _check_color_scheme(root: _Element) -> CheckResult:
         for name in ("color-scheme", "supported-color-schemes")
         if not {"light", "dark"} <= set(metas.get(name, "").split())
     ]
-    css = " ".join(s.text or "" for s in root.iter("style")) + " " + (root.get("style") or "")
-    root_rule = re.search(r":root\s*\{[^}]*color-scheme\s*:\s*(light\s+dark|dark\s+light)", css, re.IGNORECASE)
-    on_html = re.search(r"color-scheme\s*:\s*(light\s+dark|dark\s+light)", root.get("style") or "", re.IGNORECASE)
+    css = " ".join(s.text or "" for s in root.iter("style"))
+    root_rule = root_declares_light_dark(css)
+    on_html = light_dark(style_dict(root.get("style") or "").get("color-scheme", ""))
     if not (root_rule or on_html):
         missing.append(":root{color-scheme:light dark}")
     if missing:
@@ -547,12 +333,12 @@ def _check_color_scheme(root: _Element) -> CheckResult:
     return _pass("color-scheme", "color-scheme metas and :root color-scheme present")
 
 
-def _check_font_size(texts: list[_Text]) -> CheckResult:
+def _check_font_size(texts: list[TextRun]) -> CheckResult:
     sized = [(t.state.font_px, t) for t in texts if not t.state.hidden and t.state.font_px is not None]
     if not sized:
         return CheckResult("font-size", "skip", "no visible text with a font size in px")
     smallest = min(px for px, _ in sized if px is not None)
-    tiny = [f"{px:g}px {_describe(t.element)}" for px, t in sized if px is not None and px < FONT_FLOOR_PX]
+    tiny = [f"{px:g}px {describe(t.element)}" for px, t in sized if px is not None and px < FONT_FLOOR_PX]
     small = sorted({px for px, _ in sized if px is not None and FONT_FLOOR_PX <= px < FONT_BODY_PX})
     if tiny:
         return _fail(
@@ -571,7 +357,7 @@ def _check_font_size(texts: list[_Text]) -> CheckResult:
     return _pass("font-size", f"smallest visible text {smallest:g}px (body >= {FONT_BODY_PX:g}px)", smallest)
 
 
-def _check_contrast(texts: list[_Text]) -> CheckResult:
+def _check_contrast(texts: list[TextRun]) -> CheckResult:
     worst: float | None = None
     low: list[str] = []
     measured = 0
@@ -585,7 +371,7 @@ def _check_contrast(texts: list[_Text]) -> CheckResult:
         need = CONTRAST_LARGE if large else CONTRAST_TEXT
         worst = ratio if worst is None else min(worst, ratio)
         if ratio < need:
-            low.append(f"{ratio:.2f}:1 < {need:g}:1 {_describe(run.element)}")
+            low.append(f"{ratio:.2f}:1 < {need:g}:1 {describe(run.element)}")
     if worst is None:
         return CheckResult("contrast", "skip", "no text with known colours")
     if low:
@@ -603,10 +389,10 @@ def _check_preheader(body: _Element | None, preheader: str | None) -> CheckResul
     if body is None:
         return _fail("preheader", "the HTML has no <body>")
     found = ""
-    for run in _walk(body, _State()):
+    for run in text_runs(body, State()):
         if not run.state.hidden:
             break
-        found = re.sub(r"\s+", " ", run.element.text_content().translate({ord(c): None for c in _INVISIBLE})).strip()
+        found = re.sub(r"\s+", " ", run.element.text_content().translate({ord(c): None for c in INVISIBLE})).strip()
         if found:
             break
     if not found:
@@ -625,7 +411,7 @@ def _unsubscribe_words(settings: Settings) -> re.Pattern[str]:
 
 def _check_html_unsubscribe(root: _Element, settings: Settings) -> CheckResult:
     words = _unsubscribe_words(settings)
-    links = [(a.get("href") or "", _accessible_name(a)) for a in root.iter("a") if a.get("href") is not None]
+    links = [(a.get("href") or "", accessible_name(a)) for a in root.iter("a") if a.get("href") is not None]
     named = [(href, name) for href, name in links if words.search(name)]
     good = [href for href, _ in named if href.startswith("https://")]
     if good:

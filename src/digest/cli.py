@@ -596,6 +596,33 @@ def suppressions_remove(ctx: click.Context, /, address: str, reason: str, yes: b
     click.echo(f"{entry.email}: removed from the suppression list (it was: {entry.reason}).")
 
 
+@main.group("ledger")
+def ledger_group() -> None:
+    """Look after the ledger, the file that records every send.
+
+    \b
+    Example:
+      digest ledger vacuum
+    """
+
+
+@ledger_group.command()
+@click.pass_context
+def vacuum(ctx: click.Context, /) -> None:
+    """Give the ledger's free space back to the disk; prints its size before and after. Run it between sends.
+
+    \b
+    Example:
+      digest ledger vacuum
+    """
+    from .ledger import lookup
+
+    settings = _settings(ctx)
+    path = settings.path(settings.ledger_path)
+    before, after = lookup.vacuum(path)
+    click.echo(f"Vacuumed {path}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB.")
+
+
 @main.command("unsubscribe-server")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True, help="Port.")

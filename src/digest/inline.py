@@ -20,13 +20,11 @@ import types
 
 from lxml import etree
 
+from .css import STYLE_BLOCK
+
 
 class _NoNetwork(types.ModuleType):
-    """Stands in for `requests` inside premailer, which imports it only to fetch remote stylesheets.
-
-    digest never lets it (allow_network=False, remote CSS stripped first), and importing requests,
-    urllib3 and their friends is a sixth of a whole `digest build`. Any use fails loudly.
-    """
+    """Stands in for a network module premailer or cssutils imports but digest never lets them use: any use fails."""
 
     def __getattr__(self, name: str) -> object:
         raise RuntimeError(f"premailer tried {self.__name__}.{name}: digest renders without network access")
@@ -43,18 +41,12 @@ def _import_premailer() -> None:
     if "requests" not in sys.modules:
         stand_ins["requests"] = _NoNetwork("requests")
     if "cssutils" not in sys.modules:
-        # cssutils' URL fetcher (for @import) imports urllib.request, importlib.metadata and encutils:
-        # ~7 ms. digest removes every @import before premailer runs; should one ever slip through, this
-        # fetcher fails instead of going to the network.
+        # Every @import is removed before premailer runs, so cssutils' fetcher is never needed: this one fails.
         fetch = types.ModuleType("cssutils._fetch")
         setattr(fetch, "_defaultFetcher", _no_fetch)  # noqa: B010
         stand_ins["cssutils._fetch"] = fetch
         if "urllib.request" not in sys.modules:
-            # cssutils also imports urllib.request (with http.client, ssl and the email parser: another
-            # ~7 ms) itself, only to turn file paths into URLs when it reads a stylesheet from a file or
-            # resolves an @import, neither of which digest asks of it. cssutils reaches it as the
-            # attribute `urllib.request`, which exists only once the real module is imported (by
-            # anything: the SendGrid client does); until then such a call fails, it never fetches.
+            # cssutils needs urllib.request only to read stylesheets from files or URLs, which digest never asks.
             stand_ins["urllib.request"] = _NoNetwork("urllib.request")
     sys.modules.update(stand_ins)
     try:
@@ -72,10 +64,8 @@ _validated_pairs = merge_style.csstext_to_pairs
 
 
 def _pairs_unvalidated(csstext: str, validate: bool = True) -> list[tuple[str, str]]:
-    """premailer's merge_styles parses each style attribute with cssutils validation on, ignoring our
-    disable_validation. Validation only logs (cssutils keeps every property either way, and we silence
-    its log), yet compiling its profile regexes costs ~190 ms per process: more than the rest of a
-    build. Same pairs, without validation (tests/test_render.py checks the output is identical)."""
+    """premailer's style-attribute parsing, without the cssutils validation it forces on: validation only
+    logs, and is slow to set up (tests/test_render.py checks the output is identical)."""
     result: list[tuple[str, str]] = _validated_pairs(csstext, validate=False)
     return result
 
@@ -86,7 +76,6 @@ merge_style.csstext_to_pairs = _pairs_unvalidated
 
 DOCTYPE = "<!doctype html>"
 _LINK_STYLESHEET = re.compile(r"<link\b[^>]*\brel\s*=\s*[\"']?stylesheet\b[^>]*>", re.IGNORECASE)
-_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style\s*>)", re.IGNORECASE | re.DOTALL)
 _IMPORT = re.compile(r"@import\s+(?:url\([^)]*\)|\"[^\"]*\"|'[^']*')[^;{}]*;?", re.IGNORECASE)
 _LEADING_DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>\s*", re.IGNORECASE)
 
@@ -102,7 +91,7 @@ def strip_remote_css(html: str) -> str:
         body = _IMPORT.sub("", body)
         return "" if not body.strip() else f"{opening}{body}{closing}"
 
-    return _STYLE_BLOCK.sub(clean, html)
+    return STYLE_BLOCK.sub(clean, html)
 
 
 def _lang_on_body_children(root: etree._Element) -> None:

@@ -122,10 +122,8 @@ each recipient gets their own.</p>
 
 
 def _frame(email_html: str, width: int, label: str) -> str:
-    # srcdoc rather than a file next to the page: one file to open, and each frame is a real viewport
-    # of its own width, so the email's media queries act as they would in a mail client that wide.
-    # The sandbox keeps any script in the email from running; allow-same-origin lets the page size
-    # the frame; allow-popups lets its links open (in a new tab, see _links_open_outside).
+    # srcdoc: one file, and each frame is a real viewport of its width for the email's media queries.
+    # The sandbox stops the email's scripts; same-origin lets the page size the frame, popups open links.
     # Frames are border-box with a 1px border: width + 2 makes the viewport inside exactly `width`.
     return (
         f'<figure class="view" style="width:{width + 2}px;margin:0">\n'

@@ -40,9 +40,7 @@ PREHEADER_TEMPLATE = "preheader.txt.j2"
 # Formats whose output is markup, so values are HTML-escaped; text templates are left alone.
 _ESCAPED = ("mjml.j2", "html.j2", "mjml", "html", "xml")
 _DOCS = "see docs/TEMPLATES.md"
-# Month names and date formats come from settings.words (English by default), not calendar.month_name,
-# which follows the process locale once anything calls locale.setlocale: the same edition must render
-# the same bytes wherever it is built.
+# Month names come from settings.words, not the locale-dependent calendar.month_name: same bytes everywhere.
 ENGLISH = Words()
 
 
@@ -153,9 +151,7 @@ def _tagged(selection: Selection, tag: Callable[[str, str], str]) -> Selection:
 
 
 _WORD = re.compile(r"\w+")
-# Action labels that only say "go there". Pointing at the page the linked title already opens,
-# such an action would be a second, vaguer link to the same place (and one more URL for click
-# tracking to lengthen, ~300 bytes each against Gmail's clipping limit), so it is left out.
+# Action labels that only say "go there": to the page the title already links, a second, vaguer link.
 GENERIC_LABELS = frozenset(
     {
         "read more",
@@ -185,6 +181,19 @@ def shown_actions(item: Item) -> tuple[Action, ...]:
     )
 
 
+def action_label(action: Action) -> str:
+    """The label as a lead-in ("Learn more & register here: <title>"): a closing stop or colon would double up."""
+    return action.label.rstrip(" .,:;!?…")
+
+
+# Weekday names and joining words say nothing the dates and place beside them do not ("Tuesday,
+# November 18" next to "November 18, 2014"; "December 6 - 7, 2015 in Washington, DC").
+_SAYS_NOTHING_NEW = frozenset(
+    {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+    | {"mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun", "in", "at", "on", "and"}
+)
+
+
 def event_when(item: Item, words: Words = ENGLISH) -> str:
     """An event's dates, then its `when` text if that says more than the dates and the place.
 
@@ -197,7 +206,7 @@ def event_when(item: Item, words: Words = ENGLISH) -> str:
         return ""
     dates = date_range(event.start, event.end, words)
     known = set(_WORD.findall(f"{dates} {event.place}".lower()))
-    extra = set(_WORD.findall(event.when.lower())) - known
+    extra = set(_WORD.findall(event.when.lower())) - known - _SAYS_NOTHING_NEW
     return f"{dates} · {event.when.strip()}" if extra else dates
 
 
@@ -255,6 +264,7 @@ def _environment(templates_dir: str, present: frozenset[str]) -> jinja2.Environm
     env.filters["date_range"] = _in_context_words(date_range)
     env.filters["event_when"] = _in_context_words(event_when)
     env.filters["shown_actions"] = shown_actions
+    env.filters["action_label"] = action_label
     env.filters["event_place"] = _in_context_words(event_place)
     env.globals["date_range"] = env.filters["date_range"]
     return env

@@ -720,9 +720,7 @@ def _record(
             result.provider_id,
         ),
     )
-    for email, reason in result.failed:
-        if len(report.failures) < REPORT_CAP:
-            report.failures.append(FailureRow(email, reason))
+    _add_failures(report, result.failed)
     if progress:
         progress(len(answered.rows))
     return counts
@@ -821,12 +819,18 @@ def _tally_result(report: SendReport, batch_id: str, size: int, result: BatchRes
     report.sent += len(result.sent)
     report.failed += len(result.failed)
     report.unknown += len(unknown)
-    for email, reason in result.failed:
-        if len(report.failures) < REPORT_CAP:
-            report.failures.append(FailureRow(email, reason))
+    _add_failures(report, result.failed)
     _add_batch(
         report, BatchOutcome(batch_id, size, len(result.sent), len(result.failed), len(unknown), result.provider_id)
     )
+
+
+def _add_failures(report: SendReport, failed: Iterable[tuple[str, str]]) -> None:
+    """Keep the first REPORT_CAP failed addresses with their reasons; report.failed counts them all."""
+    for email, reason in failed:
+        if len(report.failures) >= REPORT_CAP:
+            return
+        report.failures.append(FailureRow(email, reason))
 
 
 def _add_batch(report: SendReport, outcome: BatchOutcome) -> None:

@@ -9,22 +9,23 @@ A recipient of an edition is in one state, and only these moves exist:
     failed ──retry_failed──▶ pending      digest retry
     sent                                  final: never re-sent, whatever happens
 
-A batch is the unit handed to a backend; its row in `batches` is what says "handed over". Its state
-mirrors its recipients': in_flight, done, unknown, released, resolved.
+A batch is the unit handed to a backend; its row in `batches`, in state in_flight, is what says "handed
+over". Its state mirrors its recipients': reserved (not handed over yet), in_flight, done, unknown,
+released, resolved.
 
 Write-ahead. `claim_batch` moves the next pending rows (list order) to in_flight under a new batch id
 *and* writes the batch row, in one transaction fsynced before it returns; only then may the request
 leave. `record` writes the answer in one commit. Recipients the answer does not mention become
-unknown, never sent. Faster, same rules: `reserve_batch` moves rows to in_flight *without* a batch row
-(not fsynced) while another request is out; `promote` writes the batch row (fsynced) just before the
-request leaves, and may in the same commit settle the previous batch as `done` when every one of its
+unknown, never sent. Faster, same rules: `reserve_batch` moves rows to in_flight under a batch row in
+state `reserved` (not fsynced) while another request is out; `promote` turns it in_flight (fsynced) just
+before the request leaves, and may in the same commit settle the previous batch as `done` when every one of its
 rows was accepted, its rows being marked sent (`record`) right after.
 
 What a crash leaves, and what `recover_in_flight` (the next run, under the newsletter lock) makes of it:
 
-    in_flight with a batch row in_flight   -> unknown  (the request may have left: only the provider knows)
-    in_flight without a batch row          -> pending  (reserved, never handed over; attempt not counted)
-    in_flight under a batch row `done`     -> sent     (accepted; the row update was cut off)
+    in_flight under a batch in_flight      -> unknown  (the request may have left: only the provider knows)
+    in_flight under a batch reserved       -> pending  (never handed over; attempt not counted)
+    in_flight under a batch done           -> sent     (accepted; the row update was cut off)
 
 So digest never re-sends a batch that may have gone out: an unknown batch waits for the user. Several
 batches may be in flight at once (one claim per request); a crash then leaves at most that many
@@ -36,37 +37,39 @@ claims with `SELECT ... FOR UPDATE SKIP LOCKED` where SQLite's single writer nee
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..addresses import normalize_email
+from ..addresses import normalize_email, split_address
 from ..deliver.base import BatchResult
 from ..errors import LedgerError
 from ..models import Recipient
 from .schema import GREATEST, Database
 
-STATES = ("pending", "in_flight", "sent", "failed", "unknown")
+STATES = ("pending", "in_flight", "sent", "failed", "unknown")  # the order counts are shown in
 State = Literal["pending", "in_flight", "sent", "failed", "unknown"]
 UnknownAction = Literal["resend", "mark-sent"]
+# A recipient's state as stored: small integers (0 and 1, the commonest, take no bytes in a SQLite record).
+PENDING, SENT, IN_FLIGHT, FAILED, UNKNOWN = 0, 1, 2, 3, 4
+CODES: dict[str, int] = {"pending": PENDING, "sent": SENT, "in_flight": IN_FLIGHT, "failed": FAILED, "unknown": UNKNOWN}
+NAMES: dict[int, str] = {code: name for name, code in CODES.items()}
 
+# A recipient's addresses, from `recipients r` joined with ADDRESS.
+ADDRESS = "JOIN addresses a ON a.id = r.address JOIN domains d ON d.id = a.domain"
+EMAIL_NORM = "a.local || '@' || d.name"
+EMAIL = f"coalesce(a.email, {EMAIL_NORM})"
 # A recipient the edition may have reached: sent, unknown, or in flight in a batch that was handed over
-# (rows merely reserved for the next batch have no batch row yet).
+# (rows merely reserved for the next batch are under a `reserved` batch).
 REACHED = (
-    "(r.state IN ('sent', 'unknown') OR (r.state = 'in_flight' AND EXISTS "
-    "(SELECT 1 FROM batches b WHERE b.id = r.batch_id)))"
+    f"(r.state IN ({SENT}, {UNKNOWN}) OR (r.state = {IN_FLIGHT} AND EXISTS "
+    "(SELECT 1 FROM batches b WHERE b.id = r.batch AND b.state <> 'reserved')))"
 )
-# Rows reserved for a batch (reserve_batch) but never handed over: in flight without a batch row ...
-_RESERVED = "state = 'in_flight' AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.id = recipients.batch_id)"
-# ... and how they go back to pending, as if never reserved (the attempt is not counted).
-_UNRESERVE = (
-    f"UPDATE recipients SET state = 'pending', batch_id = NULL, attempts = {GREATEST}(attempts - 1, 0), updated_at = ?"
-)
-_INSERT_BATCH = (
-    "INSERT INTO batches (id, edition, run_id, backend, state, content_hash, size, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)"
-)
+# How reserved rows go back to pending, as if never reserved (the attempt is not counted).
+_UNRESERVE = f"UPDATE recipients SET state = {PENDING}, batch = NULL, attempts = {GREATEST}(attempts - 1, 0)"
+_NOTE_CRASH = "a run stopped after handing this batch to the backend and before recording the answer"
 
 
 def now() -> str:
@@ -81,40 +84,94 @@ class PendingRow:
     email_norm: str
     email: str
     name: str
-    rowid: int = 0  # its place in the list, as next_batch / claim_batch read it; 0: not known
+    position: int = 0  # its place in the ledger's order (the address id); 0: not known
 
     def recipient(self) -> Recipient:
         return Recipient(email=self.email, name=self.name)
 
 
+def edition_key(conn: sqlite3.Connection, edition: str) -> int | None:
+    """The integer an edition's rows are stored under; None when the ledger has no such edition."""
+    row = conn.execute("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def batch_key(conn: sqlite3.Connection, batch_id: str, state: str | None = None) -> int | None:
+    """The integer a batch's rows refer to it by (optionally only while it is in `state`)."""
+    sql = "SELECT id FROM batches WHERE name = ?" + ("" if state is None else " AND state = ?")
+    row = conn.execute(sql, (batch_id,) if state is None else (batch_id, state)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def stage(conn: sqlite3.Connection, recipients: Iterable[Recipient], bulk: bool) -> int:
+    """Put addresses into the connection's TEMP table `stage` (local, domain, email as written if it differs,
+    name), replacing what it held; returns how many. `bulk`: one statement over a JSON array, during
+    which SQLite runs with the GIL released."""
+    conn.execute("DELETE FROM stage")
+    rows = []
+    for r in recipients:
+        written = r.email.strip()
+        norm = normalize_email(written)
+        rows.append((*split_address(norm), None if written == norm else written, r.name))
+    if bulk:
+        data = json.dumps(rows, ensure_ascii=False)
+        if "\\u0000" not in data:  # (NUL in a value: row by row, SQLite's JSON text stops at NUL)
+            conn.execute(
+                "INSERT INTO stage (local, domain, email, name) SELECT json_extract(value, '$[0]'), "
+                "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') "
+                "FROM json_each(?)",
+                (data,),
+            )
+            return len(rows)
+    conn.executemany("INSERT INTO stage (local, domain, email, name) VALUES (?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+# The staged addresses that the ledger knows, with their ids (ADDRESS's aliases).
+STAGED = "stage s JOIN domains d ON d.name = s.domain JOIN addresses a ON a.domain = d.id AND a.local = s.local"
+
+
 def _insert_batch(
     conn: sqlite3.Connection,
     batch_id: str,
-    edition: str,
+    edition: int,
     run_id: int | None,
-    backend: str,
-    content_hash: str,
-    size: int,
-    at: str,
-) -> None:
-    """The batch row: from its commit on, the batch counts as handed over."""
-    conn.execute(_INSERT_BATCH, (batch_id, edition, run_id, backend, content_hash, size, at, at))
+    state: str,
+    backend: str = "",
+    content_hash: str = "",
+    size: int = 0,
+) -> int:
+    """The batch row. From the commit of one in state in_flight on, the batch counts as handed over."""
+    at = now()
+    row = conn.execute(
+        "INSERT INTO batches (name, edition, run, backend, state, content_hash, size, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (batch_id, edition, run_id, backend, state, content_hash, size, at, at),
+    ).fetchone()
+    return int(row[0])
 
 
 def _take_pending(
-    conn: sqlite3.Connection, edition: str, size: int, batch_id: str, run_id: int | None, at: str
+    conn: sqlite3.Connection, edition: int, size: int, batch: int, run_id: int | None
 ) -> list[PendingRow]:
-    """In the caller's transaction: up to `size` pending rows, in list order, go in flight under `batch_id`."""
-    scope = "" if run_id is None else " AND run_id = :run"
+    """In the caller's transaction: up to `size` pending rows, in order, go in flight under `batch`."""
+    scope = "" if run_id is None else " AND run = ?"
+    conn.execute(
+        f"UPDATE recipients SET state = {IN_FLIGHT}, batch = ?, attempts = attempts + 1, error = NULL "
+        "WHERE edition = ? AND address IN (SELECT address FROM recipients "
+        f"WHERE edition = ? AND state = {PENDING}{scope} ORDER BY address LIMIT ?)",
+        (batch, edition, edition, *(() if run_id is None else (run_id,)), size),
+    )
+    return _rows_of(conn, batch)
+
+
+def _rows_of(conn: sqlite3.Connection, batch: int) -> list[PendingRow]:
     rows = conn.execute(
-        "UPDATE recipients SET state = 'in_flight', batch_id = :batch, attempts = attempts + 1, "
-        "error = NULL, updated_at = :now WHERE rowid IN (SELECT rowid FROM recipients "
-        f"WHERE edition = :edition AND state = 'pending'{scope} ORDER BY rowid LIMIT :size) "
-        "RETURNING rowid, email_norm, email, name",
-        {"batch": batch_id, "now": at, "edition": edition, "run": run_id, "size": size},
+        f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM recipients r {ADDRESS} "
+        f"WHERE r.batch = ? AND r.state = {IN_FLIGHT} ORDER BY r.address",
+        (batch,),
     ).fetchall()
-    rows.sort()  # RETURNING promises no order; the list's order is the rowid's
-    return [PendingRow(email_norm, email, name, rowid) for rowid, email_norm, email, name in rows]
+    return [PendingRow(*row) for row in rows]
 
 
 class BatchesMixin:
@@ -123,13 +180,13 @@ class BatchesMixin:
     _db: Database
 
     def next_batch(self, edition: str, size: int, run_id: int | None = None) -> list[PendingRow]:
-        """Up to `size` pending recipients, in list order; with `run_id`, only those on that run's list."""
-        scope = "" if run_id is None else " AND run_id = ?"
-        params = (edition,) if run_id is None else (edition, run_id)
+        """Up to `size` pending recipients, in order; with `run_id`, only those on that run's list."""
+        scope = "" if run_id is None else " AND r.run = ?"
         rows = self._db.read(
-            "SELECT email_norm, email, name, rowid FROM recipients WHERE edition = ? AND state = 'pending'"
-            f"{scope} ORDER BY rowid LIMIT ?",
-            (*params, size),
+            f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM recipients r {ADDRESS} "
+            f"WHERE r.edition = (SELECT id FROM editions WHERE name = ?) AND r.state = {PENDING}{scope} "
+            "ORDER BY r.address LIMIT ?",
+            (edition, *(() if run_id is None else (run_id,)), size),
         ).fetchall()
         return [PendingRow(*row) for row in rows]
 
@@ -142,22 +199,34 @@ class BatchesMixin:
         content_hash: str,
         run_id: int | None = None,
     ) -> list[PendingRow]:
-        """Write ahead: up to `size` pending rows, in list order, are in flight under `batch_id` with its batch
-        row, durably (fsynced), when this returns; only then may the request leave. [] when none are left."""
-        at = now()
+        """Write ahead: up to `size` pending rows, in order, are in flight under `batch_id` with its batch row,
+        durably (fsynced), when this returns; only then may the request leave. [] when none are left."""
         with self._db.tx(durable=True) as conn:
-            rows = _take_pending(conn, edition, size, batch_id, run_id, at)
+            ed = edition_key(conn, edition)
+            if ed is None:
+                return []
+            batch = _insert_batch(conn, batch_id, ed, run_id, "in_flight", backend, content_hash)
+            rows = _take_pending(conn, ed, size, batch, run_id)
             if rows:
-                _insert_batch(conn, batch_id, edition, run_id, backend, content_hash, len(rows), at)
+                conn.execute("UPDATE batches SET size = ? WHERE id = ?", (len(rows), batch))
+            else:
+                conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
         return rows
 
     def reserve_batch(self, edition: str, size: int, batch_id: str, run_id: int | None = None) -> list[PendingRow]:
-        """claim_batch *without* the batch row that says the rows were handed over, while another request is
+        """claim_batch under a batch row in state `reserved`, not yet handed over, while another request is
         out, so that the step between its answer and the next request (promote) is small.
 
         Not fsynced: a reservation lost in a crash leaves the rows pending, which they truly are."""
         with self._db.tx() as conn:
-            return _take_pending(conn, edition, size, batch_id, run_id, now())
+            ed = edition_key(conn, edition)
+            if ed is None:
+                return []
+            batch = _insert_batch(conn, batch_id, ed, run_id, "reserved")
+            rows = _take_pending(conn, ed, size, batch, run_id)
+            if not rows:
+                conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
+            return rows
 
     def promote(
         self,
@@ -169,8 +238,8 @@ class BatchesMixin:
         run_id: int | None = None,
         done: tuple[str, str] | None = None,
     ) -> None:
-        """A reserved batch is about to be handed over: its batch row, fsynced (the write-ahead point, as
-        claim_batch's). The reservation's own commit is older, so this fsync makes it durable too.
+        """A reserved batch is about to be handed over: its batch row turns in_flight, fsynced (the write-ahead
+        point, as claim_batch's). The reservation's own commit is older, so this fsync makes it durable too.
 
         `done` = (batch id, provider id) of a previous batch whose every row was accepted: its batch row
         becomes done in the same commit, so it is settled before the next request leaves, and its rows can
@@ -180,15 +249,22 @@ class BatchesMixin:
             if done is not None:
                 conn.execute(
                     "UPDATE batches SET state = 'done', provider_id = ?, updated_at = ? "
-                    "WHERE id = ? AND state = 'in_flight'",
+                    "WHERE name = ? AND state = 'in_flight'",
                     (done[1] or None, at, done[0]),
                 )
-            reserved = conn.execute(
-                "SELECT count(*) FROM recipients WHERE batch_id = ? AND state = 'in_flight'", (batch_id,)
-            ).fetchone()[0]
-            if reserved != size:
+            batch = batch_key(conn, batch_id, "reserved")
+            reserved = 0
+            if batch is not None:
+                reserved = conn.execute(
+                    f"SELECT count(*) FROM recipients WHERE batch = ? AND state = {IN_FLIGHT}", (batch,)
+                ).fetchone()[0]
+            if batch is None or reserved != size:
                 raise LedgerError(f"batch {batch_id}: {reserved} rows reserved, expected {size} (internal error)")
-            _insert_batch(conn, batch_id, edition, run_id, backend, content_hash, size, at)
+            conn.execute(
+                "UPDATE batches SET state = 'in_flight', run = ?, backend = ?, content_hash = ?, size = ?, "
+                "created_at = ?, updated_at = ? WHERE id = ?",
+                (run_id, backend, content_hash, size, at, at, batch),
+            )
 
     def mark_in_flight(
         self,
@@ -201,13 +277,16 @@ class BatchesMixin:
     ) -> None:
         """claim_batch in two steps, for tools: these pending recipients (from next_batch) in flight under
         `batch_id`, durably, before the request leaves."""
-        at = now()
         with self._db.tx(durable=True) as conn:
-            _insert_batch(conn, batch_id, edition, run_id, backend, content_hash, len(emails), at)
-            conn.executemany(
-                "UPDATE recipients SET state = 'in_flight', batch_id = ?, attempts = attempts + 1, error = NULL, "
-                "updated_at = ? WHERE edition = ? AND email_norm = ? AND state = 'pending'",
-                ((batch_id, at, edition, normalize_email(e)) for e in emails),
+            ed = edition_key(conn, edition)
+            if ed is None:
+                return
+            batch = _insert_batch(conn, batch_id, ed, run_id, "in_flight", backend, content_hash, len(emails))
+            stage(conn, (Recipient(e) for e in emails), bulk=False)
+            conn.execute(
+                f"UPDATE recipients SET state = {IN_FLIGHT}, batch = ?, attempts = attempts + 1, error = NULL "
+                f"WHERE edition = ? AND state = {PENDING} AND address IN (SELECT a.id FROM {STAGED})",
+                (batch, ed),
             )
 
     def record(self, edition: str, batch_id: str, result: BatchResult) -> dict[str, int]:
@@ -216,155 +295,156 @@ class BatchesMixin:
         Anybody of the batch the result does not mention is marked unknown rather than guessed.
         """
         at = now()
-        # The provider id lives on the batch only: it is one per request for SendGrid, and the outbox's
-        # list of file names per batch would otherwise be copied onto every row of the batch.
-        provider = result.provider_id or None
         counts: dict[str, int] = {}
         with self._db.tx() as conn:
-            in_flight = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT email_norm FROM recipients WHERE batch_id = ? AND state = 'in_flight'", (batch_id,)
-                )
-            }
+            found = conn.execute("SELECT id, edition FROM batches WHERE name = ?", (batch_id,)).fetchone()
+            if found is None:
+                return {}
+            batch, ed = found
+            # norm -> address of the rows still in flight: the answer can only settle those.
+            in_flight = {row.email_norm: row.position for row in _rows_of(conn, batch)}
             sent_keys = {normalize_email(e) for e in result.sent}
-            if not result.failed and not result.unknown and sent_keys == in_flight:
+            by_key = (
+                "UPDATE recipients SET state = ?, error = ? "
+                f"WHERE edition = ? AND address = ? AND batch = ? AND state = {IN_FLIGHT}"
+            )
+            if not result.failed and not result.unknown and sent_keys == in_flight.keys():
                 # The common answer, "all of them": one statement instead of one per recipient.
-                cur = conn.execute(
-                    "UPDATE recipients SET state = 'sent', updated_at = ? WHERE batch_id = ? AND state = 'in_flight'",
-                    (at, batch_id),
-                )
+                counts["sent"] = conn.execute(
+                    f"UPDATE recipients SET state = {SENT} WHERE batch = ? AND state = {IN_FLIGHT}", (batch,)
+                ).rowcount
             else:
-                cur = conn.executemany(
-                    "UPDATE recipients SET state = 'sent', updated_at = ? "
-                    "WHERE batch_id = ? AND state = 'in_flight' AND edition = ? AND email_norm = ?",
-                    ((at, batch_id, edition, key) for key in sent_keys),
-                )
-            counts["sent"] = cur.rowcount
+                counts["sent"] = conn.executemany(
+                    by_key, ((SENT, None, ed, in_flight[k], batch) for k in sent_keys if k in in_flight)
+                ).rowcount
             for state, pairs in (("failed", result.failed), ("unknown", result.unknown)):
+                keyed = ((normalize_email(e), reason) for e, reason in pairs)
                 counts[state] = conn.executemany(
-                    "UPDATE recipients SET state = ?, error = ?, updated_at = ? "
-                    "WHERE batch_id = ? AND state = 'in_flight' AND edition = ? AND email_norm = ?",
-                    ((state, reason, at, batch_id, edition, normalize_email(e)) for e, reason in pairs),
+                    by_key, ((CODES[state], reason, ed, in_flight[k], batch) for k, reason in keyed if k in in_flight)
                 ).rowcount
             counts["unknown"] += conn.execute(
-                "UPDATE recipients SET state = 'unknown', updated_at = ?, "
-                "error = 'the backend did not report this recipient' "
-                "WHERE batch_id = ? AND state = 'in_flight'",
-                (at, batch_id),
+                f"UPDATE recipients SET state = {UNKNOWN}, error = 'the backend did not report this recipient' "
+                f"WHERE batch = ? AND state = {IN_FLIGHT}",
+                (batch,),
             ).rowcount
+            # The provider id lives on the batch only: one per request for SendGrid.
             conn.execute(
                 "UPDATE batches SET state = ?, provider_id = ?, updated_at = ? WHERE id = ?",
-                ("unknown" if counts["unknown"] else "done", provider, at, batch_id),
+                ("unknown" if counts["unknown"] else "done", result.provider_id or None, at, batch),
             )
         return {state: n for state, n in counts.items() if n > 0}
 
     def mark_batch_unknown(self, batch_id: str, error: str, provider_id: str = "") -> int:
         """The request went out and no answer came: the whole batch becomes unknown. Returns its size."""
-        at = now()
         with self._db.tx() as conn:
-            cur = conn.execute(
-                "UPDATE recipients SET state = 'unknown', error = ?, updated_at = ? "
-                "WHERE batch_id = ? AND state = 'in_flight'",
-                (error, at, batch_id),
-            )
+            batch = batch_key(conn, batch_id)
+            if batch is None:
+                return 0
             conn.execute(
                 "UPDATE batches SET state = 'unknown', error = ?, provider_id = ?, updated_at = ? WHERE id = ?",
-                (error, provider_id or None, at, batch_id),
+                (error, provider_id or None, now(), batch),
             )
-            return cur.rowcount
+            return conn.execute(
+                f"UPDATE recipients SET state = {UNKNOWN}, error = NULL WHERE batch = ? AND state = {IN_FLIGHT}",
+                (batch,),
+            ).rowcount
 
     def release(self, batch_id: str, error: str = "") -> int:
         """Nothing of the batch was sent (the backend said so): back to pending. Returns how many."""
-        at = now()
         with self._db.tx() as conn:
-            cur = conn.execute(
-                "UPDATE recipients SET state = 'pending', batch_id = NULL, error = ?, updated_at = ? "
-                "WHERE batch_id = ? AND state = 'in_flight'",
-                (error or None, at, batch_id),
-            )
+            batch = batch_key(conn, batch_id)
+            if batch is None:
+                return 0
             conn.execute(
                 "UPDATE batches SET state = 'released', error = ?, updated_at = ? WHERE id = ?",
-                (error or None, at, batch_id),
+                (error or None, now(), batch),
             )
-            return cur.rowcount
+            return conn.execute(
+                f"UPDATE recipients SET state = {PENDING}, error = NULL WHERE batch = ? AND state = {IN_FLIGHT}",
+                (batch,),
+            ).rowcount
 
     def drop_reservation(self, batch_id: str) -> int:
         """A reserved batch that will not be sent after all: its rows are pending again, as if never
-        reserved. A batch that was promoted is left alone. Returns how many rows."""
+        reserved, and its batch row goes. A batch that was promoted is left alone. Returns how many rows."""
         with self._db.tx() as conn:
-            return conn.execute(f"{_UNRESERVE} WHERE batch_id = ? AND {_RESERVED}", (now(), batch_id)).rowcount
+            batch = batch_key(conn, batch_id, "reserved")
+            if batch is None:
+                return 0
+            n = conn.execute(f"{_UNRESERVE} WHERE batch = ? AND state = {IN_FLIGHT}", (batch,)).rowcount
+            conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
+            return n
 
     def recover_in_flight(self, edition: str) -> int:
         """What a crash left (see the table above): in flight -> unknown, reserved -> pending, done -> sent.
         Call only while holding the newsletter lock: then no live run can own them. Returns how many
         became unknown."""
         at = now()
-        note = "a run stopped after handing this batch to the backend and before recording the answer"
         with self._db.tx() as conn:
-            conn.execute(
-                "UPDATE recipients SET state = 'sent', updated_at = ? WHERE edition = ? AND state = 'in_flight' "
-                "AND EXISTS (SELECT 1 FROM batches b WHERE b.id = recipients.batch_id AND b.state = 'done')",
-                (at, edition),
+            ed = edition_key(conn, edition)
+            if ed is None:
+                return 0
+            in_batches = (
+                f"WHERE edition = ? AND state = {IN_FLIGHT} "
+                "AND batch IN (SELECT id FROM batches WHERE edition = ? AND state = ?)"
             )
-            conn.execute(f"{_UNRESERVE} WHERE edition = ? AND {_RESERVED}", (at, edition))
+            conn.execute(f"UPDATE recipients SET state = {SENT} {in_batches}", (ed, ed, "done"))
+            conn.execute(f"{_UNRESERVE} {in_batches}", (ed, ed, "reserved"))
+            conn.execute(f"{_UNRESERVE} WHERE edition = ? AND state = {IN_FLIGHT} AND batch IS NULL", (ed,))
+            conn.execute("DELETE FROM batches WHERE edition = ? AND state = 'reserved'", (ed,))
             conn.execute(
                 "UPDATE batches SET state = 'unknown', error = ?, updated_at = ? "
                 "WHERE edition = ? AND state = 'in_flight'",
-                (note, at, edition),
+                (_NOTE_CRASH, at, ed),
             )
-            cur = conn.execute(
-                "UPDATE recipients SET state = 'unknown', error = ?, updated_at = ? "
-                "WHERE edition = ? AND state = 'in_flight'",
-                (note, at, edition),
-            )
+            n = conn.execute(
+                f"UPDATE recipients SET state = {UNKNOWN}, error = NULL WHERE edition = ? AND state = {IN_FLIGHT}",
+                (ed,),
+            ).rowcount
             # Runs of this edition without an outcome died (we hold the lock and have not started ours yet).
             conn.execute(
-                "UPDATE runs SET outcome = 'died', finished_at = ? WHERE edition = ? AND outcome IS NULL",
-                (at, edition),
+                "UPDATE runs SET outcome = 'died', finished_at = ? WHERE edition = ? AND outcome IS NULL", (at, ed)
             )
-            return cur.rowcount
+            return n
 
     def resolve_unknown(self, edition: str, action: UnknownAction, batch_ids: Sequence[str] | None = None) -> int:
         """The user's decision on unknown rows: "resend" -> pending, "mark-sent" -> sent. Returns how many.
 
-        `batch_ids` limits it to some batches (e.g. the ones the provider's activity feed shows)."""
+        `batch_ids` limits it to some batches (e.g. the ones the provider's activity feed shows). The
+        decision is kept on each batch (state resolved, "<action> by the user"): an audit trail."""
         if action not in ("resend", "mark-sent"):
             raise LedgerError(f"resolve_unknown: action must be 'resend' or 'mark-sent' (got {action!r})")
-        new_state = "pending" if action == "resend" else "sent"
-        note = (
-            "resent after an unknown outcome"
-            if action == "resend"
-            else "marked sent by the user after an unknown outcome"
-        )
-        where = "edition = ? AND state = 'unknown'"
-        params: list[object] = [edition]
-        if batch_ids is not None:
-            if not batch_ids:
-                return 0
-            where += f" AND batch_id IN ({','.join('?' * len(batch_ids))})"
-            params += list(batch_ids)
-        at = now()
+        if batch_ids is not None and not batch_ids:
+            return 0
         with self._db.tx() as conn:
-            batches = [r[0] for r in conn.execute(f"SELECT DISTINCT batch_id FROM recipients WHERE {where}", params)]
-            # error keeps the decision on the row: an audit trail of who chose what.
-            cur = conn.execute(
-                f"UPDATE recipients SET state = ?, error = ?, updated_at = ? WHERE {where}",
-                [new_state, note, at, *params],
-            )
+            ed = edition_key(conn, edition)
+            if ed is None:
+                return 0
+            where = f"edition = ? AND state = {UNKNOWN}"
+            params: list[object] = [ed]
+            if batch_ids is not None:
+                where += f" AND batch IN (SELECT id FROM batches WHERE name IN ({','.join('?' * len(batch_ids))}))"
+                params += list(batch_ids)
+            batches = [r[0] for r in conn.execute(f"SELECT DISTINCT batch FROM recipients WHERE {where}", params)]
+            n = conn.execute(
+                f"UPDATE recipients SET state = ?, error = NULL WHERE {where}",
+                [PENDING if action == "resend" else SENT, *params],
+            ).rowcount
             conn.executemany(
                 "UPDATE batches SET state = 'resolved', error = ?, updated_at = ? WHERE id = ?",
-                ((f"{action} by the user", at, b) for b in batches if b),
+                ((f"{action} by the user", now(), b) for b in batches if b is not None),
             )
-            return cur.rowcount
+            return n
 
     def retry_failed(self, edition: str) -> int:
         """Failed -> pending (digest retry). Returns how many."""
         with self._db.tx() as conn:
-            cur = conn.execute(
-                "UPDATE recipients SET state = 'pending', updated_at = ? WHERE edition = ? AND state = 'failed'",
-                (now(), edition),
-            )
-            if cur.rowcount:
-                conn.execute("UPDATE editions SET finished_at = NULL WHERE id = ?", (edition,))
-            return cur.rowcount
+            ed = edition_key(conn, edition)
+            if ed is None:
+                return 0
+            n = conn.execute(
+                f"UPDATE recipients SET state = {PENDING} WHERE edition = ? AND state = {FAILED}", (ed,)
+            ).rowcount
+            if n:
+                conn.execute("UPDATE editions SET finished_at = NULL WHERE id = ?", (ed,))
+            return n

@@ -8,29 +8,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
-from ..addresses import normalize_email
 from ..errors import LedgerError
 from ..models import Recipient
-from .batches import REACHED, now
+from .batches import IN_FLIGHT, PENDING, REACHED, STAGED, UNKNOWN, edition_key, now, stage
 from .schema import Database
 
 CHUNK = 5000  # rows per transaction while streaming a list in: bounded memory, few commits
 
-# add_recipients: new people become pending; a corrected name may still reach people not yet sent (sent rows
-# keep what they got). Row by row, or a chunk at once from a JSON array of [email_norm, email, name].
-_ADD_UPSERT = (
-    "ON CONFLICT (edition, email_norm) DO UPDATE SET run_id = excluded.run_id, "
-    "name = CASE WHEN state IN ('pending', 'failed') THEN excluded.name ELSE name END"
-)
-_ADD_ROW = (
-    "INSERT INTO recipients (edition, email_norm, email, name, state, run_id, updated_at) "
-    "VALUES (?, ?, ?, ?, 'pending', ?, ?) " + _ADD_UPSERT
-)
-_ADD_JSON = (
-    "INSERT INTO recipients (edition, email_norm, email, name, state, run_id, updated_at) "
-    "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), 'pending', "
-    "?, ? FROM json_each(?) WHERE true " + _ADD_UPSERT  # WHERE: the parser needs it before an upsert clause
-)
+# add_recipients, per chunk of the list in `stage`: new domains and addresses first (the latest list gives an
+# address its name and spelling), then the edition's rows: new people pending, known ones keep their state.
+_ADD = [
+    "INSERT INTO domains (name) SELECT DISTINCT domain FROM stage WHERE true ON CONFLICT (name) DO NOTHING",
+    # (WHERE true: SQLite's parser needs it between a SELECT and an upsert clause)
+    "INSERT INTO addresses (domain, local, email, name) SELECT d.id, s.local, s.email, s.name "
+    "FROM stage s JOIN domains d ON d.name = s.domain WHERE true ORDER BY s.pos "
+    "ON CONFLICT (domain, local) DO UPDATE SET email = excluded.email, name = excluded.name "
+    "WHERE email IS NOT excluded.email OR name IS NOT excluded.name",
+    f"INSERT INTO recipients (edition, address, state, run) SELECT ?, a.id, {PENDING}, ? FROM {STAGED} "
+    "WHERE true ORDER BY s.pos ON CONFLICT (edition, address) DO UPDATE SET run = excluded.run",
+]
 
 
 @dataclass(frozen=True)
@@ -68,10 +64,10 @@ class EditionsMixin:
         new content simply replaces the old one.
         """
         with self._db.tx() as conn:
-            row = conn.execute("SELECT content_hash FROM editions WHERE id = ?", (edition,)).fetchone()
+            row = conn.execute("SELECT content_hash FROM editions WHERE name = ?", (edition,)).fetchone()
             if row is None:
                 conn.execute(
-                    "INSERT INTO editions (id, newsletter, period, content_hash, subject, created_at) "
+                    "INSERT INTO editions (name, newsletter, period, content_hash, subject, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (edition, newsletter, period, content_hash, subject, now()),
                 )
@@ -80,22 +76,21 @@ class EditionsMixin:
                 return
             self.check_content(edition, content_hash, allow_changed)
             conn.execute(
-                "UPDATE editions SET content_hash = ?, subject = ?, finished_at = NULL WHERE id = ?",
+                "UPDATE editions SET content_hash = ?, subject = ?, finished_at = NULL WHERE name = ?",
                 (content_hash, subject, edition),
             )
 
     def check_content(self, edition: str, content_hash: str, allow_changed: bool = False) -> None:
         """Raise the content-change refusal (see begin_edition) if it applies; reads only."""
-        row = self._db.read("SELECT content_hash FROM editions WHERE id = ?", (edition,)).fetchone()
-        if row is None or row[0] == content_hash or allow_changed:
+        row = self._db.read("SELECT id, content_hash FROM editions WHERE name = ?", (edition,)).fetchone()
+        if row is None or row[1] == content_hash or allow_changed:
             return
-        reached = self._db.read(
-            f"SELECT count(*) FROM recipients r WHERE edition = ? AND {REACHED}", (edition,)
-        ).fetchone()[0]
-        if reached:
+        reached = self._db.read(f"SELECT count(*) FROM recipients r WHERE edition = ? AND {REACHED}", (row[0],))
+        count = reached.fetchone()[0]
+        if count:
             raise LedgerError(
-                f"edition {edition} was already sent to {reached} recipients with different content "
-                f"(hash {_short(row[0])} vs {_short(content_hash)}); nothing sent. Re-run with --allow-changed "
+                f"edition {edition} was already sent to {count} recipients with different content "
+                f"(hash {_short(row[1])} vs {_short(content_hash)}); nothing sent. Re-run with --allow-changed "
                 "to send the new content to the remaining recipients, or use a new period"
             )
 
@@ -103,7 +98,7 @@ class EditionsMixin:
         """Remember the build folder an edition is sent from and the item ids it carries (for digest retry and
         --if-new). With `content_hash`, only if it is the edition's content (a refused build is not recorded).
         Returns whether anything was recorded (False: no such edition, or another content)."""
-        sql = "UPDATE editions SET build_folder = ?, item_ids = ? WHERE id = ?"
+        sql = "UPDATE editions SET build_folder = ?, item_ids = ? WHERE name = ?"
         params: list[object] = [folder, json.dumps(list(item_ids)), edition]
         if content_hash is not None:
             sql += " AND content_hash = ?"
@@ -115,26 +110,35 @@ class EditionsMixin:
         """Register a send run; its id scopes which pending rows this run may send (see add_recipients)."""
         with self._db.tx() as conn:
             cur = conn.execute(
-                "INSERT INTO runs (edition, backend, pid, started_at) VALUES (?, ?, ?, ?) RETURNING id",
-                (edition, backend, os.getpid(), now()),
+                "INSERT INTO runs (edition, backend, pid, started_at) "
+                "SELECT id, ?, ?, ? FROM editions WHERE name = ? RETURNING id",
+                (backend, os.getpid(), now(), edition),
             )
-            return int(cur.fetchone()[0])
+            row = cur.fetchone()
+            if row is None:
+                raise LedgerError(f"start_run: no edition {edition} in the ledger (begin_edition first)")
+            return int(row[0])
 
     def finish_run(self, run_id: int, outcome: str) -> None:
-        """Close a run with its outcome: done, partial, error or declined (a run that died is found later)."""
+        """Close a run with its outcome: done, partial, error or declined (a run that died is found later).
+        Space freed by the run (the indexes of rows it sent) goes back to the file system."""
         with self._db.tx() as conn:
             conn.execute("UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?", (now(), outcome, run_id))
+        self._db.release_free_pages()
 
     def finish_edition_if_done(self, edition: str) -> bool:
         """Stamp finished_at when nobody is left pending, in flight or unknown. Returns whether it is done."""
         with self._db.tx() as conn:
+            ed = edition_key(conn, edition)
+            if ed is None:
+                return False
             left = conn.execute(
-                "SELECT count(*) FROM recipients WHERE edition = ? AND state IN ('pending', 'in_flight', 'unknown')",
-                (edition,),
+                f"SELECT count(*) FROM recipients WHERE edition = ? AND state IN ({PENDING}, {IN_FLIGHT}, {UNKNOWN})",
+                (ed,),
             ).fetchone()[0]
             if left:
                 return False
-            conn.execute("UPDATE editions SET finished_at = ? WHERE id = ?", (now(), edition))
+            conn.execute("UPDATE editions SET finished_at = ? WHERE id = ?", (now(), ed))
             return True
 
     def add_recipients(self, edition: str, recipients: Iterable[Recipient], run_id: int | None = None) -> AddResult:
@@ -144,25 +148,25 @@ class EditionsMixin:
         row is stamped with it, so a run sends only to people on *its* list: someone pending from an
         earlier, interrupted run who has since left the list or unsubscribed is not sent to.
 
-        A chunk goes in as one statement over a JSON array (json_each) where SQLite has the JSON functions:
-        a fifth less time than a statement per row, and SQLite works with the GIL released for the whole
-        chunk, so a thread reading the list ahead (send.prepare_send) runs meanwhile.
+        A chunk is staged as one statement over a JSON array where SQLite has the JSON functions: SQLite
+        then works with the GIL released for the whole chunk, so a thread reading the list ahead
+        (send.prepare_send) runs meanwhile.
         """
-        before = self._edition_size(edition)
+        row = self._db.read("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
+        if row is None:
+            raise LedgerError(f"add_recipients: no edition {edition} in the ledger (begin_edition first)")
+        ed = int(row[0])
+        before = self._edition_size(ed)
         listed = 0
         it = iter(recipients)
         bulk = self._db.json_functions
         while chunk := list(islice(it, CHUNK)):
-            listed += len(chunk)
-            at = now()
-            rows = [(normalize_email(r.email), r.email.strip(), r.name) for r in chunk]
-            data = json.dumps(rows, ensure_ascii=False) if bulk else ""
             with self._db.tx() as conn:
-                if bulk and "\\u0000" not in data:  # (NUL in a value: row by row, SQLite's text stops at NUL)
-                    conn.execute(_ADD_JSON, (edition, run_id, at, data))
-                else:
-                    conn.executemany(_ADD_ROW, ((edition, *row, run_id, at) for row in rows))
-        return AddResult(listed=listed, added=self._edition_size(edition) - before)
+                listed += stage(conn, chunk, bulk)
+                conn.execute(_ADD[0])
+                conn.execute(_ADD[1])
+                conn.execute(_ADD[2], (ed, run_id))
+        return AddResult(listed=listed, added=self._edition_size(ed) - before)
 
-    def _edition_size(self, edition: str) -> int:
-        return int(self._db.read("SELECT count(*) FROM recipients WHERE edition = ?", (edition,)).fetchone()[0])
+    def _edition_size(self, ed: int) -> int:
+        return int(self._db.read("SELECT count(*) FROM recipients WHERE edition = ?", (ed,)).fetchone()[0])

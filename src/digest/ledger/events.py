@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..addresses import normalize_email
 from ..events import ACCEPTED, COMPLAINT, REFUSED, REPORTED, Event, suppression_reason
+from .batches import ADDRESS, EMAIL_NORM, FAILED, NAMES, PENDING, SENT, UNKNOWN, edition_key
 
 if TYPE_CHECKING:
     from .store import Ledger
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 _ACCEPTED = "(" + ",".join(f"'{e}'" for e in sorted(ACCEPTED)) + ")"
 _REFUSED = "(" + ",".join(f"'{e}'" for e in sorted(REFUSED)) + ")"
 _REPORTED = "(" + ",".join(f"'{e}'" for e in sorted(REPORTED)) + ")"
-# An event about this recipient row's own attempt: its edition, its batch, its address.
-_OWN = "e.edition = recipients.edition AND e.batch = recipients.batch_id AND e.email_norm = recipients.email_norm"
 
 
 def _now() -> str:
@@ -152,7 +151,7 @@ def apply_stored(ledger: Ledger) -> Applied:
     with ledger._db.tx() as conn:
         applied.ignored = conn.execute(
             "SELECT count(*) FROM events e WHERE applied = 0 AND NOT EXISTS "
-            "(SELECT 1 FROM editions d WHERE d.id = e.edition)"
+            "(SELECT 1 FROM editions d WHERE d.name = e.edition)"
         ).fetchone()[0]
         rows = conn.execute(
             "SELECT email_norm, event, reason, timestamp, received_at FROM events "
@@ -166,7 +165,13 @@ def apply_stored(ledger: Ledger) -> Applied:
                 (email, suppression_reason(event, reason), when),
             ).rowcount
         conn.execute("UPDATE events SET applied = 1 WHERE applied = 0")
-        editions = [r[0] for r in conn.execute("SELECT DISTINCT edition FROM recipients WHERE state = 'unknown'")]
+        editions = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT name FROM editions e WHERE EXISTS "
+                f"(SELECT 1 FROM recipients r WHERE r.edition = e.id AND r.state = {UNKNOWN})"
+            )
+        ]
     for edition in editions:
         applied.settled.add(settle_by_events(ledger, edition, wait_hours=0, by_silence=False))
     return applied
@@ -181,44 +186,48 @@ def settle_by_events(
     settled = Settled()
     stamp = _now()
     with ledger._db.tx() as conn:
-        failed = conn.execute(
-            "UPDATE recipients SET state = 'failed', updated_at = :now, error = (SELECT 'SendGrid ' || e.event "
-            f"|| CASE WHEN e.reason <> '' THEN ': ' || e.reason ELSE '' END FROM events e WHERE {_OWN} "
-            f"AND e.event IN {_REFUSED} ORDER BY e.id LIMIT 1) "
-            "WHERE recipients.edition = :edition AND recipients.state = 'unknown' "
-            f"AND EXISTS (SELECT 1 FROM events e WHERE {_OWN} AND e.event IN {_REFUSED}) "
-            "RETURNING batch_id, email_norm",
-            {"now": stamp, "edition": edition},
+        ed = edition_key(conn, edition)
+        if ed is None:
+            return settled
+        own = f"e.edition = :name AND e.batch = b.name AND e.email_norm = {EMAIL_NORM}"
+        rows = conn.execute(
+            f"SELECT r.address, b.name, {EMAIL_NORM}, (SELECT 'SendGrid ' || e.event || CASE WHEN e.reason <> '' "
+            f"THEN ': ' || e.reason ELSE '' END FROM events e WHERE {own} AND e.event IN {_REFUSED} "
+            f"ORDER BY e.id LIMIT 1), EXISTS (SELECT 1 FROM events e WHERE {own} AND e.event IN {_ACCEPTED}) "
+            f"FROM recipients r JOIN batches b ON b.id = r.batch {ADDRESS} "
+            f"WHERE r.edition = :ed AND r.state = {UNKNOWN}",
+            {"name": edition, "ed": ed},
         ).fetchall()
-        sent = conn.execute(
-            "UPDATE recipients SET state = 'sent', updated_at = :now, "
-            "error = 'settled by SendGrid events: accepted' "
-            "WHERE recipients.edition = :edition AND recipients.state = 'unknown' "
-            f"AND EXISTS (SELECT 1 FROM events e WHERE {_OWN} AND e.event IN {_ACCEPTED}) "
-            "RETURNING batch_id, email_norm",
-            {"now": stamp, "edition": edition},
-        ).fetchall()
-        _settlements(conn, edition, failed, "failed", "events", stamp)
-        _settlements(conn, edition, sent, "sent", "events", stamp)
+        failed = [(address, batch, email, refused) for address, batch, email, refused, _ in rows if refused]
+        sent = [
+            (address, batch, email) for address, batch, email, refused, accepted in rows if accepted and not refused
+        ]
+        update = f"UPDATE recipients SET state = ?, error = ? WHERE edition = ? AND address = ? AND state = {UNKNOWN}"
+        conn.executemany(update, ((FAILED, refused, ed, address) for address, _, _, refused in failed))
+        conn.executemany(update, ((SENT, "settled by SendGrid events: accepted", ed, a) for a, _, _ in sent))
+        _settlements(conn, edition, [(b, e) for _, b, e, _ in failed], "failed", "events", stamp)
+        _settlements(conn, edition, [(b, e) for _, b, e in sent], "sent", "events", stamp)
         settled.failed, settled.sent = len(failed), len(sent)
         if by_silence:
-            settled.add(_after_the_wait(conn, edition, wait_hours, now or dt.datetime.now(dt.UTC), stamp))
-        settled.batches = _close_batches(conn, edition, "settled by SendGrid events", stamp)
+            settled.add(_after_the_wait(conn, edition, ed, wait_hours, now or dt.datetime.now(dt.UTC), stamp))
+        settled.batches = _close_batches(conn, ed, "settled by SendGrid events", stamp)
     return settled
 
 
-def _after_the_wait(conn: sqlite3.Connection, edition: str, wait_hours: float, now: dt.datetime, stamp: str) -> Settled:
+def _after_the_wait(
+    conn: sqlite3.Connection, edition: str, ed: int, wait_hours: float, now: dt.datetime, stamp: str
+) -> Settled:
     """Unknown SendGrid batches once `wait_hours` have passed and events of the edition arrived after that:
     with no event at all, never accepted (pending); with events for some, the request was accepted whole,
     so the rest were handed over too (sent)."""
     settled = Settled()
     batches = conn.execute(
-        "SELECT b.id, b.created_at, EXISTS (SELECT 1 FROM events e WHERE e.edition = b.edition AND e.batch = b.id) "
-        "FROM batches b WHERE b.edition = ? AND b.backend = 'sendgrid' "
-        "AND EXISTS (SELECT 1 FROM recipients r WHERE r.batch_id = b.id AND r.state = 'unknown')",
-        (edition,),
+        "SELECT b.id, b.name, b.created_at, EXISTS (SELECT 1 FROM events e WHERE e.edition = :name "
+        "AND e.batch = b.name) FROM batches b WHERE b.edition = :ed AND b.backend = 'sendgrid' "
+        f"AND EXISTS (SELECT 1 FROM recipients r WHERE r.edition = :ed AND r.batch = b.id AND r.state = {UNKNOWN})",
+        {"name": edition, "ed": ed},
     ).fetchall()
-    for batch_id, created_at, reported in batches:
+    for key, name, created_at, reported in batches:
         threshold = dt.datetime.fromisoformat(created_at.replace("Z", "+00:00")) + dt.timedelta(hours=wait_hours)
         if threshold > now:
             continue
@@ -229,16 +238,22 @@ def _after_the_wait(conn: sqlite3.Connection, edition: str, wait_hours: float, n
         if evidence is None:
             continue
         state, note = (
-            ("sent", "settled by SendGrid events: its request was accepted")
+            (SENT, "settled by SendGrid events: its request was accepted")
             if reported
-            else ("pending", "SendGrid reported no event for this batch: never accepted, sent again")
+            else (PENDING, "SendGrid reported no event for this batch: never accepted, sent again")
         )
         rows = conn.execute(
-            "UPDATE recipients SET state = ?, updated_at = ?, error = ? "
-            "WHERE batch_id = ? AND state = 'unknown' RETURNING batch_id, email_norm",
-            (state, stamp, note, batch_id),
+            f"SELECT r.address, {EMAIL_NORM} FROM recipients r {ADDRESS} "
+            f"WHERE r.edition = ? AND r.batch = ? AND r.state = {UNKNOWN}",
+            (ed, key),
         ).fetchall()
-        _settlements(conn, edition, rows, state, "events" if reported else "no-events", stamp)
+        conn.execute(
+            f"UPDATE recipients SET state = ?, error = ? WHERE edition = ? AND batch = ? AND state = {UNKNOWN}",
+            (state, note, ed, key),
+        )
+        _settlements(
+            conn, edition, [(name, e) for _, e in rows], NAMES[state], "events" if reported else "no-events", stamp
+        )
         if reported:
             settled.sent += len(rows)
         else:
@@ -255,13 +270,13 @@ def _settlements(
     )
 
 
-def _close_batches(conn: sqlite3.Connection, edition: str, note: str, stamp: str) -> list[str]:
+def _close_batches(conn: sqlite3.Connection, ed: int, note: str, stamp: str) -> list[str]:
     """Unknown batches of the edition that no longer hold an unknown recipient become resolved."""
     rows = conn.execute(
         "UPDATE batches SET state = 'resolved', error = ?, updated_at = ? WHERE edition = ? AND state = 'unknown' "
-        "AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.batch_id = batches.id AND r.state = 'unknown') "
-        "RETURNING id",
-        (note, stamp, edition),
+        "AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.edition = batches.edition AND r.batch = batches.id "
+        f"AND r.state = {UNKNOWN}) RETURNING name",
+        (note, stamp, ed),
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -272,28 +287,27 @@ def settle_by_presence(ledger: Ledger, edition: str, backend: str, present: froz
     settled = Settled()
     stamp = _now()
     with ledger._db.tx() as conn:
+        ed = edition_key(conn, edition)
+        if ed is None:
+            return settled
         rows = conn.execute(
-            "SELECT r.batch_id, r.email_norm FROM recipients r JOIN batches b ON b.id = r.batch_id "
-            "WHERE r.edition = ? AND r.state = 'unknown' AND b.backend = ?",
-            (edition, backend),
+            f"SELECT r.address, b.name, {EMAIL_NORM} FROM recipients r JOIN batches b ON b.id = r.batch {ADDRESS} "
+            f"WHERE r.edition = ? AND r.state = {UNKNOWN} AND b.backend = ?",
+            (ed, backend),
         ).fetchall()
-        found = [(b, e) for b, e in rows if e in present]
-        missing = [(b, e) for b, e in rows if e not in present]
-        conn.executemany(
-            "UPDATE recipients SET state = 'sent', updated_at = ?, error = ? WHERE edition = ? AND email_norm = ?",
-            ((stamp, f"settled by the {backend}: the message is there", edition, e) for _, e in found),
-        )
-        conn.executemany(
-            "UPDATE recipients SET state = 'pending', updated_at = ?, error = ? WHERE edition = ? AND email_norm = ?",
-            (
-                (stamp, f"settled by the {backend}: the message was never written, sent again", edition, e)
-                for _, e in missing
-            ),
-        )
-        _settlements(conn, edition, found, "sent", backend, stamp)
-        _settlements(conn, edition, missing, "pending", backend, stamp)
+        found = [(a, b, e) for a, b, e in rows if e in present]
+        missing = [(a, b, e) for a, b, e in rows if e not in present]
+        for state, group, note in (
+            (SENT, found, f"settled by the {backend}: the message is there"),
+            (PENDING, missing, f"settled by the {backend}: the message was never written, sent again"),
+        ):
+            conn.executemany(
+                "UPDATE recipients SET state = ?, error = ? WHERE edition = ? AND address = ?",
+                ((state, note, ed, a) for a, _, _ in group),
+            )
+            _settlements(conn, edition, [(b, e) for _, b, e in group], NAMES[state], backend, stamp)
         settled.sent, settled.resend = len(found), len(missing)
-        settled.batches = _close_batches(conn, edition, f"settled by the {backend}", stamp)
+        settled.batches = _close_batches(conn, ed, f"settled by the {backend}", stamp)
     return settled
 
 

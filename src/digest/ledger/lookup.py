@@ -1,4 +1,4 @@
-"""Questions asked of a ledger file that may not exist yet (digest history, status, retry, --if-new).
+"""Questions asked of a ledger file that may not exist yet (digest history, status, retry, --if-new, vacuum).
 
 Each opens the file (Ledger.open_existing: NoLedger when nothing was ever sent), answers and closes it.
 """
@@ -61,6 +61,12 @@ def build_folder(path: Path, edition: str) -> Path:
     if folder is None:
         raise LedgerError(f"no build folder recorded for {edition}; give it with --from-build DIR")
     return Path(folder)
+
+
+def vacuum(path: Path) -> tuple[int, int]:
+    """`digest ledger vacuum`: the ledger without free space; its size in bytes before and after."""
+    with Ledger.open_existing(path) as ledger:
+        return ledger.vacuum()
 
 
 def _latest(ledger: Ledger, path: Path, newsletter: str) -> str:

@@ -6,21 +6,23 @@ it); the ledger's queries elsewhere use `?` placeholders, `Database.tx()` and th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError
+from . import compact
 
 BUSY_TIMEOUT_MS = 30_000  # two newsletters may share one ledger file; writers queue instead of failing
 
 # Forward migrations: MIGRATIONS[n] takes a ledger from schema version n to n + 1 (PRAGMA user_version).
 # Append, never edit: a ledger written by an older digest must still open.
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """
     CREATE TABLE editions (
         id TEXT PRIMARY KEY,               -- "<newsletter>-<period>", e.g. mayors-innovation-2020-01
@@ -83,7 +85,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE editions ADD COLUMN build_folder TEXT;
     ALTER TABLE editions ADD COLUMN item_ids TEXT;  -- JSON list of the content item ids it carried
     """,
-    # 3: provider events (stored before they are applied), the suppression list, and what evidence settled.
+    # 3: compact (~20 bytes per recipient per edition instead of ~250): see compact.py.
+    compact.migrate,
+    # 4: provider events (stored before they are applied), the suppression list, and what evidence settled.
     """
     CREATE TABLE events (
         id INTEGER PRIMARY KEY,
@@ -178,17 +182,40 @@ class Database:
         db = cls(path, conn)
         try:
             db._migrate(version)
+            db._finish_open()
         except LedgerError:
             conn.close()
             raise
         return db
 
+    def _finish_open(self) -> None:
+        # Incremental auto-vacuum: pages a finished run freed (the indexes of rows it sent) go back to the file
+        # system (release_free_pages). A ledger made before it is rewritten once, now (VACUUM).
+        if self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            try:
+                self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                self.conn.execute("VACUUM")
+            except sqlite3.OperationalError as exc:
+                raise LedgerError(
+                    f"{self.path}: could not compact the ledger after upgrading it ({exc}); check free disk space "
+                    "(it needs about the ledger's size once) and re-run"
+                ) from None
+        # A connection's scratch table for a list chunk or a set of addresses (batches.stage).
+        self.conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS stage (pos INTEGER PRIMARY KEY, local TEXT NOT NULL, "
+            "domain TEXT NOT NULL, email TEXT, name TEXT NOT NULL DEFAULT '')"
+        )
+
     def _migrate(self, version: int) -> None:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             try:
+                step = MIGRATIONS[target - 1]
                 with self.tx() as conn:
-                    for statement in _statements(MIGRATIONS[target - 1]):
-                        conn.execute(statement)
+                    if callable(step):
+                        step(conn)
+                    else:
+                        for statement in statements(step):
+                            conn.execute(statement)
                     # PRAGMA inside the transaction: the new version and the new schema commit together.
                     conn.execute(f"PRAGMA user_version = {target}")
             except (sqlite3.Error, LedgerError) as exc:
@@ -209,6 +236,37 @@ class Database:
         """A read outside any write transaction (WAL readers see the last commit)."""
         with self._lock:
             return self.conn.execute(sql, params)
+
+    @contextmanager
+    def staging(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads that use the TEMP table `stage` (writes to it touch no ledger page)."""
+        with self._lock:
+            yield self.conn
+
+    def release_free_pages(self) -> None:
+        """Give the file's free pages back to the file system (incremental auto-vacuum)."""
+        # Busy (another newsletter is writing): the next run's end frees them.
+        with self._lock, contextlib.suppress(sqlite3.OperationalError):
+            self.conn.execute("PRAGMA incremental_vacuum").fetchall()
+
+    def size(self) -> int:
+        """Bytes on disk: the file and its write-ahead log."""
+        wal = Path(f"{self.path}-wal")
+        return self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+    def vacuum(self) -> tuple[int, int]:
+        """Rewrite the file without free space and empty the write-ahead log; returns the size before and after."""
+        before = self.size()
+        with self._lock:
+            try:
+                self.conn.execute("VACUUM")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.OperationalError as exc:
+                raise LedgerError(
+                    f"{self.path}: cannot vacuum the ledger ({exc}); wait for running sends to finish and check "
+                    "free disk space (it needs about the ledger's size once)"
+                ) from None
+        return before, self.size()
 
     @contextmanager
     def tx(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -249,6 +307,8 @@ class Database:
 def _configure(path: Path, conn: sqlite3.Connection) -> int:
     """Set the pragmas every ledger connection runs with; return the file's schema version."""
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # a new file: before its first table, so no VACUUM
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise LedgerError(
@@ -270,10 +330,12 @@ def _configure(path: Path, conn: sqlite3.Connection) -> int:
     conn.execute("PRAGMA cache_size = -32000")
     conn.execute("PRAGMA wal_autocheckpoint = 10000")
     conn.execute("PRAGMA foreign_keys = ON")
+    # After a checkpoint the log is cut back to this, so a big send does not leave a big -wal file behind.
+    conn.execute("PRAGMA journal_size_limit = 67108864")
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _statements(script: str) -> Iterator[str]:
+def statements(script: str) -> Iterator[str]:
     """Split a migration script into statements (executescript would COMMIT our transaction)."""
     buffer = ""
     for line in script.splitlines(keepends=True):

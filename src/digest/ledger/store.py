@@ -84,6 +84,10 @@ class Ledger(BatchesMixin, EditionsMixin, ViewsMixin):
             raise NoLedger(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
         return cls.open(path)
 
+    def vacuum(self) -> tuple[int, int]:
+        """Reclaim free space (`digest ledger vacuum`); returns the size in bytes before and after."""
+        return self._db.vacuum()
+
     @property
     def schema_version(self) -> int:
         return self._db.version

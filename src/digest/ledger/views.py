@@ -7,11 +7,24 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..addresses import normalize_email
-from .batches import REACHED, STATES
+from ..models import Recipient
+from .batches import (
+    ADDRESS,
+    CODES,
+    EMAIL,
+    EMAIL_NORM,
+    FAILED,
+    IN_FLIGHT,
+    NAMES,
+    REACHED,
+    STAGED,
+    STATES,
+    UNKNOWN,
+    stage,
+)
 from .schema import Database
 
-_SUMMARY = "SELECT id, newsletter, period, subject, content_hash, created_at, finished_at FROM editions"
+_SUMMARY = "SELECT name, newsletter, period, subject, content_hash, created_at, finished_at FROM editions"
 
 
 @dataclass(frozen=True)
@@ -121,19 +134,23 @@ class ViewsMixin:
 
     _db: Database
 
+    def _key(self, edition: str) -> int | None:
+        row = self._db.read("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
+        return None if row is None else int(row[0])
+
     def counts(self, edition: str, run_id: int | None = None) -> dict[str, int]:
         """Recipients per state, every state present (0 when none); with `run_id`, only that run's list."""
         out = dict.fromkeys(STATES, 0)
-        scope = "" if run_id is None else " AND run_id = ?"
-        params = (edition,) if run_id is None else (edition, run_id)
+        scope = "" if run_id is None else " AND run = ?"
+        params = (self._key(edition), *(() if run_id is None else (run_id,)))
         for state, n in self._db.read(
             f"SELECT state, count(*) FROM recipients WHERE edition = ?{scope} GROUP BY state", params
         ):
-            out[state] = n
+            out[NAMES[state]] = n
         return out
 
     def edition(self, edition: str) -> EditionSummary | None:
-        row = self._db.read(f"{_SUMMARY} WHERE id = ?", (edition,)).fetchone()
+        row = self._db.read(f"{_SUMMARY} WHERE name = ?", (edition,)).fetchone()
         return None if row is None else self._summary(row)
 
     def history(self, newsletter: str | None = None, limit: int | None = None) -> list[EditionSummary]:
@@ -143,8 +160,10 @@ class ViewsMixin:
         if newsletter is not None:
             sql += " WHERE newsletter = ?"
             params.append(newsletter)
-        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        params.append(-1 if limit is None else limit)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         return [self._summary(row) for row in self._db.read(sql, params).fetchall()]
 
     def _summary(self, row: tuple[str, str, str, str, str, str, str | None]) -> EditionSummary:
@@ -155,38 +174,46 @@ class ViewsMixin:
         return latest[0].edition if latest else None
 
     def failures(self, edition: str, limit: int | None = 100) -> list[Failure]:
-        rows = self._db.read(
-            "SELECT email, coalesce(error, ''), batch_id, updated_at FROM recipients "
-            "WHERE edition = ? AND state = 'failed' ORDER BY rowid LIMIT ?",
-            (edition, -1 if limit is None else limit),
-        ).fetchall()
-        return [Failure(*row) for row in rows]
+        sql = (
+            f"SELECT {EMAIL}, coalesce(r.error, b.error, ''), b.name, coalesce(b.updated_at, '') "
+            f"FROM recipients r {ADDRESS} LEFT JOIN batches b ON b.id = r.batch "
+            f"WHERE r.edition = ? AND r.state = {FAILED} ORDER BY r.address"
+        )
+        params: list[object] = [self._key(edition)]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [Failure(*row) for row in self._db.read(sql, params).fetchall()]
 
     def batches(self, edition: str, state: str | None = None) -> list[BatchInfo]:
-        """Batches of an edition in the order they were made (optionally only those in `state`)."""
+        """Batches of an edition in the order they were made (optionally only those in `state`); a
+        reservation (not handed over) is not a batch yet."""
         sql = (
-            "SELECT id, edition, backend, state, size, coalesce(provider_id, ''), coalesce(error, ''), "
-            "content_hash, created_at, updated_at FROM batches WHERE edition = ?"
+            "SELECT name, ?, backend, state, size, coalesce(provider_id, ''), coalesce(error, ''), "
+            "content_hash, created_at, updated_at FROM batches WHERE edition = ? AND state <> 'reserved'"
         )
-        params: list[object] = [edition]
+        params: list[object] = [edition, self._key(edition)]
         if state is not None:
             sql += " AND state = ?"
             params.append(state)
-        return [BatchInfo(*row) for row in self._db.read(sql + " ORDER BY rowid", params).fetchall()]
+        return [BatchInfo(*row) for row in self._db.read(sql + " ORDER BY id", params).fetchall()]
 
     def unknown_batches(self, edition: str, include_in_flight: bool = False) -> list[BatchInfo]:
         """Batches that still have unknown recipients (what the user must decide about); with
         `include_in_flight`, also those a dead run left in flight (read-only callers: dry runs)."""
-        states = "('unknown', 'in_flight')" if include_in_flight else "('unknown')"
+        states = f"({UNKNOWN}, {IN_FLIGHT})" if include_in_flight else f"({UNKNOWN})"
         rows = self._db.read(
-            f"SELECT DISTINCT batch_id FROM recipients WHERE edition = ? AND state IN {states}", (edition,)
+            f"SELECT DISTINCT b.name FROM recipients r JOIN batches b ON b.id = r.batch "
+            f"WHERE r.edition = ? AND r.state IN {states}",
+            (self._key(edition),),
         ).fetchall()
-        ids = {r[0] for r in rows}
-        return [b for b in self.batches(edition) if b.id in ids]
+        names = {r[0] for r in rows}
+        return [b for b in self.batches(edition) if b.id in names]
 
     def runs(self, edition: str) -> list[RunInfo]:
         rows = self._db.read(
-            "SELECT id, backend, started_at, finished_at, outcome FROM runs WHERE edition = ? ORDER BY id", (edition,)
+            "SELECT id, backend, started_at, finished_at, outcome FROM runs WHERE edition = ? ORDER BY id",
+            (self._key(edition),),
         ).fetchall()
         return [RunInfo(*row) for row in rows]
 
@@ -204,29 +231,29 @@ class ViewsMixin:
         )
 
     def recipients_in(self, edition: str, state: str) -> Iterator[tuple[str, str | None]]:
-        """(email, batch_id) of every recipient in `state`, streamed (for reports and audits)."""
+        """(email, batch id) of every recipient in `state`, streamed (for reports and audits)."""
         yield from self._db.read(
-            "SELECT email, batch_id FROM recipients WHERE edition = ? AND state = ? ORDER BY rowid", (edition, state)
+            f"SELECT {EMAIL}, b.name FROM recipients r {ADDRESS} LEFT JOIN batches b ON b.id = r.batch "
+            "WHERE r.edition = ? AND r.state = ? ORDER BY r.address",
+            (self._key(edition), CODES[state]),
         )
 
     def states_of(self, edition: str, emails: Sequence[str]) -> dict[str, str]:
         """email_norm -> state for those of `emails` already in the edition (read only; for dry runs)."""
-        out: dict[str, str] = {}
-        keys = [normalize_email(e) for e in emails]
-        for start in range(0, len(keys), 500):  # stays under SQLite's bound-parameter limit
-            part = keys[start : start + 500]
-            marks = ",".join("?" * len(part))
-            out.update(
-                self._db.read(
-                    f"SELECT email_norm, state FROM recipients WHERE edition = ? AND email_norm IN ({marks})",
-                    (edition, *part),
-                ).fetchall()
-            )
-        return out
+        ed = self._key(edition)
+        if ed is None:
+            return {}
+        with self._db.staging() as conn:
+            stage(conn, (Recipient(e) for e in emails), bulk=self._db.json_functions)
+            rows = conn.execute(
+                f"SELECT {EMAIL_NORM}, r.state FROM {STAGED} JOIN recipients r ON r.edition = ? AND r.address = a.id",
+                (ed,),
+            ).fetchall()
+        return {norm: NAMES[state] for norm, state in rows}
 
     def build_folder(self, edition: str) -> str | None:
         """The build folder recorded for an edition (record_build), or None."""
-        row = self._db.read("SELECT build_folder FROM editions WHERE id = ?", (edition,)).fetchone()
+        row = self._db.read("SELECT build_folder FROM editions WHERE name = ?", (edition,)).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
     def sent_item_ids(self, newsletter: str) -> set[str] | None:
