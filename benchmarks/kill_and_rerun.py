@@ -144,7 +144,8 @@ def received(emulator: Any) -> Counter[str]:
 def states(work: Workdir) -> dict[str, str]:
     """Each recipient's state, read straight from the ledger file (read-only: the harness decides nothing)."""
     with sqlite3.connect(f"file:{work.ledger}?mode=ro", uri=True) as conn:
-        return dict(conn.execute("SELECT email_norm, state FROM recipient_rows WHERE edition = ?", (EDITION,)).fetchall())
+        rows = conn.execute("SELECT email_norm, state FROM recipient_rows WHERE edition = ?", (EDITION,))
+        return dict(rows.fetchall())
 
 
 def run(work: Workdir, figures: Figures) -> tuple[int, str]:
