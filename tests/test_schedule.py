@@ -17,12 +17,12 @@ from digest.testing.sendgrid_emulator import SendGridEmulator
 
 
 def cron_command(repo: Path) -> list[str]:
-    """The digest arguments of the crontab line in the README (between 'digest' and the redirection)."""
+    """The arguments of the crontab line's `digest send` in the README (between 'digest' and the redirection)."""
     readme = (repo / "README.md").read_text(encoding="utf-8")
     block = re.search(r"```cron\n(.*?)\n```", readme, re.S)
     assert block, "README has no ```cron block"
-    line = block.group(1).strip()
-    command = line.split("digest ", 1)[1].split(">>", 1)[0]
+    line = block.group(1).strip().splitlines()[0]  # the monthly line; the next ones re-run it
+    command = line.rsplit("digest ", 1)[1].split(">>", 1)[0]
     return shlex.split(command)
 
 

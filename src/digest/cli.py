@@ -168,6 +168,40 @@ def list_cmd(ctx: click.Context, /, as_json: bool, **kw: Any) -> None:
         click.echo(line)
 
 
+@main.command("import")
+@click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@click.option("--dry-run", is_flag=True, help="Show what would be written; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON per feed: new, updated, unchanged, skipped, kept.")
+@click.option("--today", callback=_date, metavar="DATE", help="Pin 'today' (recurring events, undated events).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per request.")
+@click.pass_context
+def import_cmd(
+    ctx: click.Context, /, sources: tuple[str, ...], dry_run: bool, as_json: bool, today: dt.date | None, timeout: float
+) -> None:
+    """Import site feeds and calendars (RSS, Atom, JSON Feed, iCalendar) as content files.
+
+    Each SOURCE is an http(s) URL or a file; without one, every [[feeds]] of digest.toml. Entries
+    already imported are left alone unless they changed upstream; files edited by hand are never
+    overwritten. Exit 1 when a feed failed (the others are still imported).
+
+    \b
+    Example:
+      digest import https://www.example.org/feed/ https://www.example.org/events.ics
+      digest import && digest send --period previous-month --recipients members.csv --yes --if-new
+    """
+    from . import importer
+
+    settings = _settings(ctx)
+    report = importer.import_feeds(settings, sources, dry_run=dry_run, today=today, timeout=timeout)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+    else:
+        for line in importer.report_lines(report):
+            click.echo(line)
+    if report.failed:
+        raise importer.failure(report)
+
+
 @main.command()
 @selection_options
 @click.option("--out", type=click.Path(file_okay=False), help="Build folder (default: config build_dir).")

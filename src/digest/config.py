@@ -65,6 +65,15 @@ class SendGridSettings:
     events_wait_hours: float = 24.0
 
 
+@dataclass(frozen=True)
+class FeedSettings:
+    """A site feed or calendar `digest import` reads ([[feeds]] in digest.toml)."""
+
+    url: str  # an http(s) URL, or a file path relative to digest.toml
+    kind: str = ""  # its items' kind; empty: news for feeds, event for calendars
+    kinds: tuple[tuple[str, str], ...] = ()  # (category, kind), matched without regard to case
+
+
 _ENGLISH_MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
@@ -147,6 +156,8 @@ class Settings:
     direction: str = "ltr"
     timezone: str = "America/Chicago"
     upcoming_days: int = 90
+    summary_words: int = 60  # an imported entry's summary is cut to this many words
+    feeds: tuple[FeedSettings, ...] = ()
     sections: tuple[Section, ...] = DEFAULT_SECTIONS
     primary_color: str = "#1d4f91"
     text_color: str = "#222222"
@@ -238,6 +249,35 @@ def _sections(where: str, raw: Any) -> tuple[Section, ...]:
     return tuple(out)
 
 
+def _feeds(where: str, raw: Any) -> tuple[FeedSettings, ...]:
+    from .models import KINDS
+
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: 'feeds' must be a list of [[feeds]] tables, each with a url; see docs/IMPORT.md")
+    out = []
+    for n, entry in enumerate(raw, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not entry["url"].strip():
+            raise ConfigError(f'{where}: feed {n} needs a url = "https://..." (or a file path)')
+        feed = f"{where}: feed {entry['url']!r}"
+        unknown = set(entry) - {"url", "kind", "kinds"}
+        if unknown:
+            raise ConfigError(f"{feed} has unknown keys {sorted(unknown)}; use url, kind, kinds")
+        kinds = entry.get("kinds", {})
+        if not isinstance(kinds, dict):
+            raise ConfigError(f'{feed}: kinds must be a table, e.g. {{ "Events" = "event" }}')
+        for kind in [entry.get("kind", "news"), *kinds.values()]:
+            if kind not in KINDS:
+                raise ConfigError(f"{feed}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+        out.append(
+            FeedSettings(
+                url=entry["url"].strip(),
+                kind=str(entry.get("kind", "")),
+                kinds=tuple((str(category), str(kind)) for category, kind in kinds.items()),
+            )
+        )
+    return tuple(out)
+
+
 def _apply(base: Any, values: Mapping[str, Any], where: str) -> Any:
     """Return `base` with `values` merged in, rejecting unknown keys with the list of known ones."""
     known = {f.name for f in dataclasses.fields(base)} - {"root", "config_file"}
@@ -254,6 +294,8 @@ def _apply(base: Any, values: Mapping[str, Any], where: str) -> Any:
                 _validate_words(where, changes[key])
         elif key == "sections":
             changes[key] = value if isinstance(value, tuple) else _sections(where, value)
+        elif key == "feeds":
+            changes[key] = value if isinstance(value, tuple) else _feeds(where, value)
         else:
             changes[key] = _coerce(where, key, value, current)
     return dataclasses.replace(base, **changes)
@@ -262,7 +304,7 @@ def _apply(base: Any, values: Mapping[str, Any], where: str) -> Any:
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     """DIGEST_NAME -> name, DIGEST_SMTP_HOST -> smtp.host. Secrets are skipped on purpose."""
     out: dict[str, Any] = {}
-    top = {f.name for f in dataclasses.fields(Settings)} - {"root", "config_file", "sections", *_NESTED}
+    top = {f.name for f in dataclasses.fields(Settings)} - {"root", "config_file", "sections", "feeds", *_NESTED}
     for var, value in env.items():
         if not var.startswith("DIGEST_") or var in SECRET_ENV or var == "DIGEST_CONFIG":
             continue
@@ -338,6 +380,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"{where}: 'slug' must be lowercase letters, digits and dashes (got {settings.slug!r})")
     if settings.upcoming_days < 0:
         raise ConfigError(f"{where}: 'upcoming_days' must be 0 or more")
+    if settings.summary_words < 1:
+        raise ConfigError(f"{where}: 'summary_words' must be 1 or more (imported summaries link to the site)")
     ids = [s.id for s in settings.sections]
     if len(ids) != len(set(ids)):
         raise ConfigError(f"{where}: section ids must be unique (got {ids})")

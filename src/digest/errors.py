@@ -121,3 +121,15 @@ class CheckFailed(DigestError):
     """`digest check` found a failing check; sends refuse to go on."""
 
     exit_code = 6
+
+
+class FeedError(DigestError):
+    """One feed of `digest import` cannot be fetched or read; the other feeds are still imported."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+    def __reduce__(self) -> tuple[type[FeedError], tuple[str, str]]:
+        return (FeedError, (self.source, self.problem))

@@ -60,7 +60,9 @@ FIELDS: tuple[Field, ...] = (
     Field("image", "text"),
     Field("image_alt", "text"),
     Field("summary", "text", aliases=("description",)),  # used only when the body is empty
+    Field("source", "source"),  # provenance of an imported item; not shown in the email
 )
+SOURCE_FIELDS: tuple[Field, ...] = (Field("feed", "text", required=True), Field("id", "text"))
 EVENT_FIELDS: tuple[Field, ...] = (
     Field("start", "date", required=True),
     Field("end", "date"),
@@ -74,7 +76,7 @@ ALLOWED_TAGS = {"p", "a", "em", "strong", "b", "i", "ul", "ol", "li", "br", "cod
 URL_SCHEMES = {"http", "https", "mailto"}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]*")
-_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 _SCRIPT_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE)
 _SCRIPT_CLOSE = re.compile(r"</(script|style)\s*>", re.IGNORECASE)
 
@@ -207,6 +209,7 @@ _CONVERTERS: dict[str, _Converter] = {
     # Nested mappings are read by _event and _actions, which need the file's lines for their own keys.
     "event": lambda _name, value: value,
     "actions": lambda _name, value: value,
+    "source": lambda _name, value: value,
 }
 
 T = TypeVar("T")
@@ -331,6 +334,14 @@ def read_folder(folder: Path, settings: Settings) -> LoadResult:
     return LoadResult(items=tuple(items), warnings=tuple(warnings))
 
 
+def read_file(path: Path, settings: Settings) -> tuple[Item | None, tuple[Problem, ...]]:
+    """Read one file exactly as read_folder does (for files `digest import` writes): its Item, or its problems."""
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    item = _read(_File(path, _shown(path), errors, warnings), settings)
+    return (None if errors else item), tuple(errors + warnings)
+
+
 def _shown(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
@@ -384,6 +395,7 @@ def _read(file: _File, settings: Settings) -> Item | None:
         file.error(2, f"front matter must be 'key: value' lines (got {found})", "write one 'field: value' per line")
         return None
     values = file.convert(FIELDS, raw)
+    _source(file, values.get("source"))
     kind = _get(values, "kind", str, "news")
     event = _event(file, values.get("event"), kind)
     url = _absolute(_get(values, "url", str, ""), settings.base_url) or _link(settings, _item_id(file, values))
@@ -421,9 +433,20 @@ def _read(file: _File, settings: Settings) -> Item | None:
     )
 
 
+def _source(file: _File, raw: object) -> None:
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        file.error(
+            file.line_of("source"), f"'source' must be a mapping (got {_got(raw)})", "indent feed:, id: under it"
+        )
+        return
+    file.convert(SOURCE_FIELDS, raw, parent="source")
+
+
 def _item_id(file: _File, values: Mapping[str, object]) -> str:
     # Without an id the file name (minus its date) is the id, so renaming a file changes its link.
-    default = _DATE_PREFIX.sub("", file.path.stem).lower()
+    default = DATE_PREFIX.sub("", file.path.stem).lower()
     return _get(values, "id", str, default)
 
 
