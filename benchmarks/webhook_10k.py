@@ -4,7 +4,7 @@
     python benchmarks/webhook_10k.py --events 20000 --rounds 3
 
 SendGrid does not document its webhook timeout (a third party says 10 s) and posts at most ~768 KB per
-request; this posts 10,000 events (~2.7 MB, processed + delivered for 5,000 recipients of 5 unknown
+request; this posts 10,000 events (~2 MB, processed + delivered for 5,000 recipients of 5 unknown
 batches) in ONE request, to the WSGI app `digest unsubscribe-server` runs, served by wsgiref on 127.0.0.1,
 each round against a fresh ledger. Timed from the request's first byte to the answer: signature check,
 parsing, the fsynced store, applying (5,000 recipients settled sent). Also timed: the same post again

@@ -92,8 +92,8 @@ def handle(environ: WSGIEnvironment, start_response: StartResponse, *, key: Any,
     if length < 0 or length > MAX_BODY:
         return _answer(start_response, "413 Content Too Large", b"body too large\n")
     body: bytes = environ["wsgi.input"].read(length) if length else b""
-    signature = environ.get("HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_SIGNATURE")
-    timestamp = environ.get("HTTP_X_TWILIO_EMAIL_EVENT_WEBHOOK_TIMESTAMP")
+    signature = environ.get(_wsgi(SIGNATURE_HEADER))
+    timestamp = environ.get(_wsgi(TIMESTAMP_HEADER))
     if not verify(body, signature, timestamp, key):
         log.warning("webhook: refused a post whose signature does not verify (%d bytes)", len(body))
         return _answer(start_response, "403 Forbidden", b"signature does not verify\n")
@@ -107,6 +107,11 @@ def handle(environ: WSGIEnvironment, start_response: StartResponse, *, key: Any,
         return _answer(start_response, "503 Service Unavailable", b"try again later\n", [("Retry-After", "60")])
     log.info("webhook: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return _answer(start_response, "200 OK", json.dumps(counts).encode() + b"\n", ctype="application/json")
+
+
+def _wsgi(header: str) -> str:
+    """A request header's key in the WSGI environ."""
+    return "HTTP_" + header.upper().replace("-", "_")
 
 
 def _answer(
