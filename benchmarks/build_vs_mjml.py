@@ -76,7 +76,7 @@ loading = start_loading(settings.path(settings.content_dir), settings)
 t["settings; content from the cache, or a child started to parse it"] = time.perf_counter() - s
 s = time.perf_counter()
 from digest.startup import imports_frozen
-with imports_frozen("digest.render"):  # as pipeline.build imports them
+with imports_frozen("digest.render"):  # as pipeline.build_edition imports them
     import digest.render, digest.inline, digest.build, digest.message, digest.preview, digest.unsubscribe
 from digest import render as r
 t["import render stack (jinja2, mjml, premailer, lxml)"] = time.perf_counter() - s; s = time.perf_counter()

@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "import_5000"
+CONFIG = 'name = "Bench"\nslug = "bench"\nsender = "Bench <news@example.org>"\ntimezone = "America/Chicago"\n'
 WORDS = [
     "mayors",
     "cities",
@@ -149,7 +150,7 @@ def main() -> None:
     for round_ in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="digest-import-bench-") as tmp:
             folder = Path(tmp)
-            (folder / "digest.toml").write_text('timezone = "America/Chicago"\n', encoding="utf-8")
+            (folder / "digest.toml").write_text(CONFIG, encoding="utf-8")
             *figures, last = run(folder, server.url + "/feed/")
             assert last.startswith(f"{args.count} new,"), last
             assert len(list((folder / "content").glob("*.md"))) == args.count

@@ -84,6 +84,7 @@ def prepare(root: Path, emulator_url: str, count: int, batch_size: int) -> Workd
     root.mkdir(parents=True, exist_ok=True)
     config = root / "digest.toml"
     config.write_text(
+        'name = "Mayors Innovation Project"\n'
         'slug = "mayors-innovation"\n'
         'sender = "Mayors Innovation Project <news@example.org>"\n'
         'postal_address = "1180 Observatory Drive, Madison, WI 53706"\n'

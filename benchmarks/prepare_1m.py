@@ -102,7 +102,7 @@ def child(config: str, build_dir: str, csv_path: str, rows: int, traced: bool) -
 
     settings = load_settings(config)
     build = read_build(Path(build_dir))
-    build = with_shared_values(build, {"view_url": view_url(settings, build.edition)})  # as pipeline.send does
+    build = with_shared_values(build, {"view_url": view_url(settings, build.edition)})  # as pipeline.send_edition does
     personalize = pipeline._personalizer(settings, SECRET.encode())
     backend = SendGridBackend(settings.sendgrid)
     stream = read_recipients(Path(csv_path))

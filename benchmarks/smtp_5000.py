@@ -535,7 +535,7 @@ def breakdown(inp: Inputs, sink: Sink, rounds: int) -> dict[str, Any]:
     cfg.mkdir(exist_ok=True)
     (cfg / "digest.toml").write_text(config_text(cfg), encoding="utf-8")
     settings = load_settings(cfg / "digest.toml", env={})
-    build = with_shared_values(build, {"view_url": view_url(settings, build.edition)})  # as pipeline.send does
+    build = with_shared_values(build, {"view_url": view_url(settings, build.edition)})  # as pipeline.send_edition does
     personalize = _personalizer(settings, secret)
     recipients = [r for r in read_recipients(inp.members) if not hasattr(r, "reason")]
     personals: list[Personal] = [personalize(r) for r in recipients]

@@ -61,6 +61,9 @@ def make_settings(root: Path | None = None, **changes: Any) -> Settings:
     """Settings as a real newsletter has them (postal address, reply-to), rooted at `root` (default: cwd)."""
     base = Settings(
         root=root or Path.cwd(),
+        name="Mayors Innovation Project",
+        slug="mayors-innovation",
+        sender="Mayors Innovation Project <news@example.org>",
         postal_address=POSTAL_ADDRESS,
         reply_to="Mayors Innovation Project <info@example.org>",
     )

@@ -18,7 +18,7 @@ import pytest
 from digest.browser import OVERFLOW_JS, BrowserError, Chromium, Session, as_url, find_chromium
 from digest.config import load_settings
 from digest.models import Build
-from digest.pipeline import build
+from digest.pipeline import build_edition
 from digest.preview import DESKTOP_WIDTH, MOBILE_WIDTH
 from digest.selection import SelectionOptions
 
@@ -64,7 +64,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Build:
     """The shipped content, all 47 items, built by the real pipeline into a temporary build folder."""
     settings = load_settings(REPO / "digest.toml", env={})
     opts = SelectionOptions(since=dt.date(2012, 1, 1), until=dt.date(2030, 12, 31))
-    return build(settings, opts, tmp_path_factory.mktemp("build")).build
+    return build_edition(settings, opts, tmp_path_factory.mktemp("build")).build
 
 
 def column_groups(browser: Session, document: str = "document") -> list[list[dict[str, Any]]]:

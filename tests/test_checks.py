@@ -22,7 +22,7 @@ from digest.config import Settings, load_settings
 from digest.errors import BuildError
 from digest.models import Build
 from digest.personalize import fill
-from digest.pipeline import build as build_digest
+from digest.pipeline import build_edition
 from digest.selection import SelectionOptions
 
 REPO = Path(__file__).resolve().parent.parent
@@ -170,8 +170,8 @@ def test_html_near_the_limit_warns(settings: Settings) -> None:
 def test_size_is_measured_with_filled_placeholders(settings: Settings) -> None:
     """The size counts realistic values (a long unsubscribe URL), not the short tokens."""
     result = by_name(check_html(GOOD_HTML, settings), "html-size")
-    assert result.value == len(fill(GOOD_HTML, checks.sample_values(settings)).encode())
-    assert len(checks.sample_values(settings)["unsubscribe_url"]) >= 120
+    assert result.value == len(fill(GOOD_HTML, checks.sample_values(settings, "")).encode())
+    assert len(checks.sample_values(settings, "")["unsubscribe_url"]) >= 120
     assert isinstance(result.value, int) and result.value > len(GOOD_HTML.encode()) + 150
 
 
@@ -618,7 +618,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settings]:
     """The repository's digest.toml and all 47 shipped items, built by the real pipeline."""
     settings = load_settings(REPO / "digest.toml", env={})
     folder = tmp_path_factory.mktemp("build")
-    build_digest(settings, SelectionOptions(since=dt.date(2012, 1, 1), until=dt.date(2030, 12, 31)), folder)
+    build_edition(settings, SelectionOptions(since=dt.date(2012, 1, 1), until=dt.date(2030, 12, 31)), folder)
     return folder, settings
 
 

@@ -16,6 +16,7 @@ from digest import __version__
 from digest.cli import main
 
 COMMANDS = sorted(main.commands)
+IDENTITY = 'name = "T"\nslug = "t"\nsender = "T <t@example.org>"\n'  # what every digest.toml must set
 
 
 def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
@@ -96,7 +97,7 @@ def test_usage_error_exit_code(repo: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_broken_content_folder(tmp_path: Path) -> None:
     """A folder with broken files: one message per problem naming file and line, exit 1, no traceback."""
     (tmp_path / "content").mkdir()
-    (tmp_path / "digest.toml").write_text('name = "T"\n', encoding="utf-8")
+    (tmp_path / "digest.toml").write_text(IDENTITY, encoding="utf-8")
     (tmp_path / "content" / "a.md").write_text("---\ntitle: A\ndate: March 40, 2020\n---\nx\n", encoding="utf-8")
     (tmp_path / "content" / "b.md").write_text("---\ndate: 2020-01-01\n---\nx\n", encoding="utf-8")
     (tmp_path / "content" / "c.md").write_bytes(b"---\ntitle: \xff\n---\n")
@@ -247,3 +248,131 @@ def test_a_newsletter_in_another_language_builds_and_passes_the_checks(tmp_path:
     code, out, err = run("--config", str(cfg), "check", "--month", "2020-01", "--no-spamassassin")
     assert code == 0, out + err
     assert re.search(r"PASS\s+html-unsubscribe", out) and re.search(r"PASS\s+text-unsubscribe", out)
+
+
+def _bad_list(folder: Path, bad: int) -> Path:
+    """A members.csv with one good row, then `bad` invalid addresses and one duplicate."""
+    rows = ["email,name", "ann@example.org,Ann"] + [f"bob{n}@,Bob {n}" for n in range(bad)] + ["ANN@example.org,Ann"]
+    path = folder / "members.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_bad_list_rows_are_shown_with_their_line_numbers(tmp_path: Path, repo: Path, dry_run: bool) -> None:
+    """A send (and a dry run) prints the first bad rows as file:line, address and why, and where the rest are."""
+    cfg = _newsletter(tmp_path, repo)
+    members = _bad_list(tmp_path, bad=7)
+    args = ["--config", str(cfg), "send", "--month", "2020-01", "--recipients", str(members), "--yes"]
+    code, out, err = run(*args, "--skip-checks", *(["--dry-run"] if dry_run else []))
+    assert code == 0, out + err
+    assert f"{members}:3: 'bob0@': not a valid email address" in err
+    assert f"{members}:7: 'bob4@'" in err and f"{members}:8:" not in err
+    assert "... and 3 more bad rows (add --report FILE to list them)" in err
+    assert "8 list rows skipped (7 invalid, 1 duplicate)" in out
+
+
+def test_all_bad_rows_are_in_the_report(tmp_path: Path, repo: Path) -> None:
+    """With --report, the screen names the report file as the place for the rest, and the report has every row."""
+    cfg = _newsletter(tmp_path, repo)
+    members = _bad_list(tmp_path, bad=6)
+    report = tmp_path / "report.json"
+    args = ["send", "--month", "2020-01", "--recipients", str(members), "--dry-run", "--report", str(report)]
+    code, _, err = run("--config", str(cfg), *args)
+    assert code == 0 and f"(the first 7 are in {report})" in err
+    problems = json.loads(report.read_text())["problems"]
+    assert [p["line"] for p in problems] == [3, 4, 5, 6, 7, 8, 9]
+
+
+def test_outside_a_newsletter_folder_says_no_digest_toml_was_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """digest list in a folder without digest.toml names the file it looked for, not only a missing content/."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIGEST_CONFIG", raising=False)
+    code, _, err = run("list")
+    assert code == 1 and "Traceback" not in err
+    assert f"no digest.toml found: looked for {tmp_path.resolve() / 'digest.toml'}" in err
+
+
+def test_init_prints_a_next_step_that_works_as_printed(tmp_path: Path) -> None:
+    """The command `digest init` prints as the next step runs, exactly as printed, and exits 0."""
+    import os
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if k not in {"DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "DIGEST_CONFIG"}}
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    shell = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "shell": True}
+    made = subprocess.run("digest init 'my news'", **shell)  # type: ignore[call-overload]
+    assert made.returncode == 0, made.stderr
+    step = made.stdout.strip().splitlines()[-1]
+    assert step.startswith("Next: cd 'my news' && digest preview --month ")
+    ran = subprocess.run(step.removeprefix("Next: "), **shell)  # type: ignore[call-overload]
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Built my-newsletter-" in ran.stdout
+
+
+def test_an_empty_window_hints_at_the_contents_own_dates(tmp_path: Path) -> None:
+    """Exit 3 suggests a window from the folder's own earliest and latest item dates, not the sample's."""
+    (tmp_path / "content").mkdir()
+    (tmp_path / "digest.toml").write_text(IDENTITY, encoding="utf-8")
+    for day in ("2024-02-03", "2024-06-09"):
+        page = tmp_path / "content" / f"{day}-x{day[6]}.md"
+        page.write_text(f"---\ntitle: T\ndate: {day}\n---\nx\n", encoding="utf-8")
+    code, _, err = run("--config", str(tmp_path / "digest.toml"), "list", "--month", "2020-01")
+    assert code == 3
+    assert "dated 2024-02-03 .. 2024-06-09: try --month 2024-06, or --since 2024-02-03" in err
+    assert "2012" not in err
+
+
+def test_status_and_history_agree_when_nothing_was_sent(tmp_path: Path, repo: Path) -> None:
+    """Before the first send, status and history both say no editions were sent, and both exit 0."""
+    cfg = str(_newsletter(tmp_path, repo))
+    answers = [run("--config", cfg, command) for command in ("status", "history")]
+    assert [(code, out.strip()) for code, out, _ in answers] == [(0, "No editions sent yet.")] * 2
+    assert run("--config", cfg, "status", "--json")[:2] == (0, "{}\n")
+
+
+def test_retry_of_an_edition_that_does_not_exist_names_it_and_the_known_ones(tmp_path: Path, repo: Path) -> None:
+    """digest retry <typo> says 'unknown edition <typo>' and lists the editions sent."""
+    cfg = str(_newsletter(tmp_path, repo))
+    members = tmp_path / "members.csv"
+    members.write_text("email\nann@example.org\n", encoding="utf-8")
+    send = ["send", "--month", "2020-01", "--recipients", str(members), "--yes", "--skip-checks"]
+    assert run("--config", cfg, *send)[0] == 0
+    code, _, err = run("--config", cfg, "retry", "mayors-innovation-2020-13", "--yes")
+    assert code == 1
+    assert "unknown edition mayors-innovation-2020-13; editions sent: mayors-innovation-2020-01" in err
+
+
+@pytest.mark.parametrize("flags, shown", [((), True), (("-q",), False)])
+def test_unsubscribe_server_notices_reach_stderr_unless_quiet(
+    tmp_path: Path, flags: tuple[str, ...], shown: bool
+) -> None:
+    """The endpoint's notices (a rejected token) are logged to stderr as plain lines; -q hides them."""
+    import http.client
+    import os
+    import signal
+    import sys
+    from urllib.parse import urlsplit
+
+    (tmp_path / "digest.toml").write_text(IDENTITY, encoding="utf-8")
+    env = {**os.environ, "DIGEST_UNSUBSCRIBE_SECRET": "s" * 32}
+    command = [sys.executable, "-m", "digest", *flags, "unsubscribe-server", "--port", "0"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = urlsplit(proc.stdout.readline().split()[3])
+        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+        conn.request("POST", "/unsubscribe?token=forged")
+        assert conn.getresponse().status == 400
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert ("unsubscribe: rejected an invalid token (POST /unsubscribe)\n" in err) is shown, err
+    assert "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,13 @@ from _factories import FRENCH_MONTHS
 from digest.config import load_settings
 from digest.errors import ConfigError
 
+IDENTITY = {"name": '"T"', "slug": '"t"', "sender": '"T <t@example.org>"'}
 
-def write(tmp_path: Path, text: str) -> Path:
+
+def write(tmp_path: Path, text: str, *, identity: bool = True) -> Path:
+    """A digest.toml of `text`, plus the keys every newsletter sets (name, slug, sender) that it lacks."""
+    if identity:
+        text = "".join(f"{k} = {v}\n" for k, v in IDENTITY.items() if not re.search(rf"(?m)^{k}\s*=", text)) + text
     path = tmp_path / "digest.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -101,3 +107,58 @@ def test_words_come_from_the_words_table_and_the_environment(tmp_path: Path) -> 
     assert s.words.unsubscribe == "Désinscription"
     with pytest.raises(ConfigError, match=r"^environment \(DIGEST_\*\): \[words\] posted"):  # names its layer
         load_settings(write(tmp_path, PARTIAL_FRENCH), env={"DIGEST_WORDS_POSTED": "Publié {day}"})
+
+
+@pytest.mark.parametrize("missing", ["name", "slug", "sender"])
+def test_a_newsletter_must_name_itself_and_its_sender(tmp_path: Path, missing: str) -> None:
+    """Without its own name, slug or sender a digest.toml is refused (never sent as the sample's newsletter)."""
+    text = "".join(f"{k} = {v}\n" for k, v in IDENTITY.items() if k != missing)
+    cfg = write(tmp_path, text, identity=False)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert str(cfg) in str(err.value) and f"missing '{missing}'" in str(err.value)
+    assert "Mayors" not in str(err.value)
+
+
+def test_the_identity_may_come_from_the_environment(tmp_path: Path) -> None:
+    """DIGEST_NAME, DIGEST_SLUG and DIGEST_SENDER fill the keys a digest.toml leaves out."""
+    cfg = write(tmp_path, "", identity=False)
+    env = {"DIGEST_NAME": "E", "DIGEST_SLUG": "e", "DIGEST_SENDER": "E <e@example.org>"}
+    assert load_settings(cfg, env=env).sender == "E <e@example.org>"
+
+
+def test_outside_a_newsletter_folder_says_where_it_looked(tmp_path: Path) -> None:
+    """With no digest.toml, the error says none was found, where it looked, and how to make one."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={}, cwd=tmp_path)
+    message = str(err.value)
+    assert f"no digest.toml found: looked for {tmp_path.resolve() / 'digest.toml'}" in message
+    assert "--config" in message and "digest init" in message
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('timzone = "UTC"\n', "unknown setting 'timzone'; did you mean 'timezone'?"),
+        ('[smtp]\nhots = "x"\n', "[smtp]: unknown setting 'hots'; did you mean 'host'?"),
+        ("[sendgrid]\nbatchsize = 10\n", "[sendgrid]: unknown setting 'batchsize'; did you mean 'batch_size'?"),
+        ('[words]\nmonth = ["x"]\n', "[words]: unknown setting 'month'; did you mean 'months'?"),
+        ('[[sections]]\nid = "a"\ntitle = "A"\nkind = ["news"]\n', "unknown keys ['kind']; did you mean 'kinds'?"),
+    ],
+)
+def test_config_typos_get_a_suggestion_from_their_own_table(tmp_path: Path, text: str, message: str) -> None:
+    """A misspelt key is answered with the closest key of the same table."""
+    cfg = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(cfg, env={})
+
+
+def test_a_templates_dir_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    """templates_dir naming a missing folder is refused with the path; the default may be absent."""
+    cfg = write(tmp_path, 'templates_dir = "my-templates"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert str(tmp_path / "my-templates") in str(err.value) and "templates_dir" in str(err.value)
+    assert load_settings(write(tmp_path, 'templates_dir = "templates"\n'), env={}).name == "T"
+    (tmp_path / "my-templates").mkdir()
+    assert load_settings(write(tmp_path, 'templates_dir = "my-templates"\n'), env={}).name == "T"

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from digest.config import Settings
-from digest.content import LoadResult, load_content, markdown_html, markdown_text
+from digest.content import load_content
 from digest.errors import ContentError
+from digest.models import LoadResult
+from digest.readers import markdown_html, markdown_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "content"
@@ -412,7 +414,7 @@ def test_site_paths_in_links_become_absolute() -> None:
 
 def test_cache_returns_the_same_items_and_sees_edits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second load comes from the cache and equals a fresh parse; editing a file re-reads the folder."""
-    from digest import content
+    from digest.cache import cache_dir
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = tmp_path / "content"
@@ -425,7 +427,7 @@ def test_cache_returns_the_same_items_and_sees_edits(tmp_path: Path, monkeypatch
     page.write_text("---\ntitle: Second title\ndate: 2020-01-02\n---\nBody\n", encoding="utf-8")
     assert load_content(folder, SETTINGS).items[0].title == "Second title"
     monkeypatch.setenv("DIGEST_NO_CACHE", "1")
-    assert content.cache_dir() is None
+    assert cache_dir() is None
 
 
 def test_broken_folders_are_never_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -462,14 +464,14 @@ def test_warnings_are_shown_with_the_errors(tmp_path: Path) -> None:
 
 
 def test_cached_load_does_not_import_the_parsers(tmp_path: Path) -> None:
-    """A warm load (and `from digest.content import ...`) leaves readers.py, YAML and Markdown unloaded."""
+    """A warm load leaves readers.py, YAML and Markdown unloaded."""
     import subprocess
     import sys
 
     code = (
         "import sys, pathlib\n"
         "from digest.config import Settings\n"
-        "from digest.content import load_content, cache_dir\n"
+        "from digest.content import load_content\n"
         f"s = Settings(root=pathlib.Path({str(ROOT)!r}))\n"
         "load_content(s.path(s.content_dir), s)\n"
         "print('digest.readers' in sys.modules, 'yaml' in sys.modules)\n"
@@ -480,3 +482,23 @@ def test_cached_load_does_not_import_the_parsers(tmp_path: Path) -> None:
     ]
     assert runs[0].stdout.split() == ["True", "True"]  # cold: parsed
     assert runs[1].stdout.split() == ["False", "False"], runs[1].stderr  # warm: from the cache
+
+
+@pytest.mark.parametrize(
+    "line4, message",
+    [
+        ('subtitle: "never closed', "a quoted value starts here and is never closed); close the quote"),
+        ("tags: [water, equity", "a [...] list starts here and is never closed); close the list with ]"),
+        ("subtitle: a: b", "mapping values are not allowed"),
+    ],
+)
+def test_yaml_errors_point_at_the_line_to_fix(tmp_path: Path, line4: str, message: str) -> None:
+    """A broken front-matter line is reported at its own line (4), even when YAML notices it lines later."""
+    folder = tmp_path / "content"
+    folder.mkdir()
+    text = f"---\ntitle: A\ndate: 2020-01-02\n{line4}\nkind: news\nfeatured: true\n---\nBody\n"
+    (folder / "a.md").write_text(text, encoding="utf-8")
+    with pytest.raises(ContentError) as err:
+        load_content(folder, SETTINGS)
+    assert re.search(r"a\.md:4: front matter is not valid YAML \(", str(err.value)), str(err.value)
+    assert message in str(err.value)

@@ -240,3 +240,15 @@ def test_calendar_is_read_every_time_for_new_occurrences(server: FeedServer, fol
     assert "if-none-match" not in server.requests[-1][1]
     assert "2 new, 0 updated" in later.output  # Mondays June 15 and 22 are now within 90 days
     assert (folder / "content" / "2019-12-15-office-hours-2020-06-22.md").exists()
+
+
+def test_entry_deleted_upstream_is_left_alone(server: FeedServer, folder: Path) -> None:
+    """An entry that disappears from the feed keeps its file: the digest's history does not shrink."""
+    feed = server.url + "/feed.json"
+    assert run("import", feed).exit_code == 0
+    data = json.loads((FIXTURES / "feed.json").read_text(encoding="utf-8"))
+    data["items"] = data["items"][:1]
+    server.set("/feed.json", json.dumps(data).encode(), "application/feed+json")
+    again = run("import", feed)
+    assert "0 new, 0 updated, 1 unchanged" in again.output
+    assert (folder / "content" / "2020-02-21-plain-text.md").exists()

@@ -16,7 +16,10 @@ from digest.contentfile import local_date
 from digest.entries import parse_date
 from digest.summaries import cut, summary
 
-CONFIG = 'base_url = "https://cities.example.org"\ntimezone = "America/Chicago"\nsummary_words = {words}\n'
+CONFIG = (
+    'name = "Cities"\nslug = "cities"\nsender = "Cities <news@example.org>"\n'
+    'base_url = "https://cities.example.org"\ntimezone = "America/Chicago"\nsummary_words = {words}\n'
+)
 
 
 def imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, *args: str, words: int = 60) -> Path:
@@ -128,3 +131,37 @@ def test_cut_keeps_links_whole_and_closes_emphasis() -> None:
     assert cut("short text", 5) == ("short text", False)
     text, was_cut = summary("<p>a b</p><script>c d e f</script>", "https://x.org/", 3)
     assert (text, was_cut) == ("a b", False)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b'{"items": [', "is not valid JSON (line 1"),
+        (b'{"title": "x", "items": []}', "is JSON but not a JSON Feed"),
+        (b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:notadate\r\n", "is not a valid iCalendar file"),
+        (b"just some text", "is not a feed (no RSS, Atom, JSON Feed or iCalendar found)"),
+        (b"<?xml version='1.0'?><rss version='2.0'><channel><title>x</title><item>", "is malformed XML"),
+    ],
+)
+def test_unreadable_documents_say_what_they_are(body: bytes, problem: str) -> None:
+    """Broken JSON, JSON that is no feed, a broken calendar, plain text, cut XML: one message naming the source."""
+    from digest.errors import FeedError
+    from digest.feeds import parse
+
+    with pytest.raises(FeedError) as raised:
+        parse("https://example.org/feed", body, today=dt.date(2020, 3, 15), horizon_days=90)
+    assert str(raised.value).startswith("https://example.org/feed: ") and problem in str(raised.value)
+
+
+def test_a_bad_source_block_is_a_content_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader checks 'source' like any field: a mapping with a feed, else a message with the line and fix."""
+    (tmp_path / "digest.toml").write_text(CONFIG.format(words=60), encoding="utf-8")
+    (tmp_path / "content").mkdir()
+    (tmp_path / "content" / "2020-01-02-x.md").write_text(
+        "---\ntitle: X\ndate: 2020-01-02\nsource: a feed\n---\nBody.\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGEST_NO_CACHE", "1")
+    result = CliRunner().invoke(main, ["list", "--since", "2020-01-01", "--until", "2020-01-31"])
+    assert result.exit_code == 1
+    assert "content/2020-01-02-x.md:4: 'source' must be a mapping" in result.stderr

@@ -120,7 +120,9 @@ def test_digest_ledger_vacuum_prints_sizes(tmp_path: Path) -> None:
     from digest.cli import main
 
     config = tmp_path / "digest.toml"
-    config.write_text('ledger_path = "ledger.sqlite3"\n', encoding="utf-8")
+    config.write_text(
+        'name = "N"\nslug = "n"\nsender = "N <n@x.org>"\nledger_path = "ledger.sqlite3"\n', encoding="utf-8"
+    )
     runner = CliRunner()
     result = runner.invoke(main, ["--config", str(config), "ledger", "vacuum"])
     assert result.exit_code == 1 and "no ledger yet" in result.stderr and "Traceback" not in result.output

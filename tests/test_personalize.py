@@ -10,6 +10,7 @@ from digest.personalize import (
     TEXT_TOKENS,
     fill,
     html_value,
+    sample_values,
     substitutions,
     tokens_used,
     with_shared_values,
@@ -54,3 +55,12 @@ def test_with_shared_values_fills_once_and_leaves_the_personal_tokens() -> None:
     assert shared.text == f"View: {url}\nHi %%name:text%%\n" and shared.subject == f"S {url}"
     assert fill(shared.html, {"name": "Ann"}) == fill(build.html, {"name": "Ann", "view_url": url})
     assert shared.content_hash == build.content_hash  # the ledger still knows the edition by its build
+
+
+def test_sample_values_use_the_edition_given_and_no_other() -> None:
+    """The sample view URL names the edition being built, never a fixed month."""
+    settings = factories.make_settings(view_url="{base_url}/digest/{edition}")
+    assert sample_values(settings, "mayors-innovation-2031-07")["view_url"].endswith(
+        "/digest/mayors-innovation-2031-07"
+    )
+    assert "2020-01" not in sample_values(settings, "")["view_url"]

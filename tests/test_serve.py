@@ -20,10 +20,10 @@ import pytest
 
 from digest.browser import BrowserError, Chromium
 from digest.config import load_settings
-from digest.errors import ContentError, Problem
-from digest.pipeline import build
+from digest.errors import ContentError, Problem, ServeError
+from digest.pipeline import build_edition
 from digest.selection import SelectionOptions
-from digest.serve import ServeError, serve
+from digest.serve import serve
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -235,7 +235,7 @@ def test_real_pipeline_rebuilds_on_content_edit_and_shows_content_errors(tmp_pat
 
     def rebuild() -> Path:
         settings = load_settings(tmp_path / "digest.toml", env={})  # re-read: config edits count too
-        outcome = build(settings, SelectionOptions(month="2020-01"), tmp_path / "build")
+        outcome = build_edition(settings, SelectionOptions(month="2020-01"), tmp_path / "build")
         return outcome.build.folder / "preview.html"
 
     with serving(rebuild, [tmp_path / "content", tmp_path / "digest.toml"], messages) as url:

@@ -554,7 +554,10 @@ def test_template_without_token_query_is_refused(tmp_path: Path) -> None:
 def test_app_from_env_reads_config_and_secret(tmp_path: Path) -> None:
     """app_from_env builds the app from DIGEST_CONFIG and the secret, writing to suppression_file."""
     config = tmp_path / "digest.toml"
-    config.write_text('slug = "city-news"\nsuppression_file = "data/unsub.csv"\nbase_url = "https://x.org/news"\n')
+    config.write_text(
+        'name = "City"\nsender = "City <n@x.org>"\nslug = "city-news"\n'
+        'suppression_file = "data/unsub.csv"\nbase_url = "https://x.org/news"\n'
+    )
     env = {"DIGEST_CONFIG": str(config), SECRET_VAR: SECRET.decode(), OLD_SECRETS_VAR: OLD_SECRET.decode()}
     server = make_wsgi_server(app_from_env(env), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
@@ -624,7 +627,7 @@ def test_serve_reports_its_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
 def test_app_from_env_without_secret_fails_clearly(tmp_path: Path) -> None:
     """Without the secret the server does not start, and says which variable to set."""
     config = tmp_path / "digest.toml"
-    config.write_text(f'slug = "s-{uuid.uuid4().hex[:6]}"\n')
+    config.write_text(f'name = "S"\nsender = "S <s@x.org>"\nslug = "s-{uuid.uuid4().hex[:6]}"\n')
     with pytest.raises(ConfigError) as err:
         app_from_env({"DIGEST_CONFIG": str(config)})
     assert SECRET_VAR in str(err.value)

@@ -1,19 +1,11 @@
 """`python -m digest` and the `digest` console script: the command line, started and ended cheaply.
 
-Python's cyclic garbage collector runs many times while the ~600 modules a build needs are imported,
-and once more over every object when the interpreter exits. Neither frees anything worth freeing:
-module-level objects live as long as the process, and the operating system takes back all memory at
-exit anyway. So the command line is imported with the collector off, and what exists then is frozen
-(startup.imports_frozen; the render stack a build imports later gets the same). The command itself
-runs with the collector on, so a long send still frees its cycles.
-
-When the command is done, the process ends the way mypy's does (`mypy.util.hard_exit`): the exit
-handlers run and the standard streams are flushed, then `os._exit` skips tearing down the
-interpreter, which deallocates every object of those ~600 modules one by one: ~5 ms of a ~200 ms
-`digest build` (BENCHMARKS.md). Nothing a command writes is left in a buffer: files are
-written and closed inside the commands, the ledger commits before it answers, and the exit handlers
-(logging, temporary folders) still run. A process with a non-daemon thread still running, or an
-exit status that is not a number, ends the ordinary way.
+The command line is imported with the garbage collector off and what exists then frozen
+(startup.imports_frozen), since module-level objects live as long as the process anyway; the command
+itself runs with the collector on. When it is done the process ends as mypy's does: exit handlers
+run, the standard streams are flushed, then `os._exit` skips tearing the interpreter down. Nothing is
+left in a buffer: commands write and close their files and the ledger commits before it answers. A
+process with a non-daemon thread still running, or a non-numeric exit status, ends the ordinary way.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
+from .deliver.registry import BACKENDS
 from .errors import DigestError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,8 +111,10 @@ def _warn(warnings: Any) -> None:
     envvar="DIGEST_CONFIG",
     help="Path to digest.toml (default: ./digest.toml).",
 )
+@click.option("-v", "--verbose", count=True, help="Also show debug details (caches, retries).")
+@click.option("-q", "--quiet", count=True, help="Hide notices: warnings and errors only (-qq: errors only).")
 @click.pass_context
-def main(ctx: click.Context, config: str | None) -> None:
+def main(ctx: click.Context, config: str | None, verbose: int, quiet: int) -> None:
     """Turn a folder of dated content into an email digest, preview it, and send it exactly once.
 
     \b
@@ -120,6 +123,9 @@ def main(ctx: click.Context, config: str | None) -> None:
       digest preview --month 2020-01
       digest send --period previous-month --recipients members.csv --yes
     """
+    from .logs import configure
+
+    configure(verbose - quiet)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
 
@@ -133,14 +139,17 @@ def init(folder: str) -> None:
 
     \b
     Example:
-      digest init my-newsletter && cd my-newsletter && digest list --since 2020-01-01
+      digest init my-newsletter      (then run the next step it prints)
     """
+    import shlex
+
     from .scaffold import init_newsletter
 
-    created = init_newsletter(Path(folder))
-    for path in created:
+    made = init_newsletter(Path(folder), dt.date.today())
+    for path in made.created:
         click.echo(f"created {path}")
-    click.echo(f"New newsletter in {folder}. Next: edit {Path(folder) / 'digest.toml'}, then 'digest preview'.")
+    click.echo(f"New newsletter in {folder}. Edit {Path(folder) / 'digest.toml'} (name, sender, postal address).")
+    click.echo(f"Next: cd {shlex.quote(folder)} && digest preview --month {made.month}")
 
 
 @main.command("list")
@@ -155,16 +164,15 @@ def list_cmd(ctx: click.Context, /, as_json: bool, **kw: Any) -> None:
       digest list --month 2020-01
       digest list --since 2012-01-01 --json
     """
-    from . import pipeline
+    from .cli_output import selection_json, selection_table
+    from .pipeline import choose
 
-    opts = _selection(kw)
-    settings = _settings(ctx)
-    chosen = pipeline.choose(settings, opts)
+    chosen = choose(_settings(ctx), _selection(kw))
     _warn(chosen.warnings)
     if as_json:
-        click.echo(json.dumps(pipeline.selection_json(chosen.selection), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(selection_json(chosen.selection), indent=2, ensure_ascii=False))
         return
-    for line in pipeline.selection_table(chosen.selection):
+    for line in selection_table(chosen.selection):
         click.echo(line)
 
 
@@ -190,13 +198,14 @@ def import_cmd(
       digest import && digest send --period previous-month --recipients members.csv --yes --if-new
     """
     from . import importer
+    from .cli_output import import_json, import_lines
 
     settings = _settings(ctx)
     report = importer.import_feeds(settings, sources, dry_run=dry_run, today=today, timeout=timeout)
     if as_json:
-        click.echo(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(import_json(report), indent=2, ensure_ascii=False))
     else:
-        for line in importer.report_lines(report):
+        for line in import_lines(report):
             click.echo(line)
     if report.failed:
         raise importer.failure(report)
@@ -215,12 +224,12 @@ def build(ctx: click.Context, /, out: str | None, **kw: Any) -> None:
     Example:
       digest build --month 2020-01 --out build/2020-01
     """
-    from . import pipeline
+    from .cli_output import build_summary
+    from .pipeline import build_edition
 
-    settings = _settings(ctx)
-    outcome = pipeline.build(settings, _selection(kw), Path(out) if out else None)
+    outcome = build_edition(_settings(ctx), _selection(kw), Path(out) if out else None)
     _warn(outcome.warnings)
-    click.echo(pipeline.build_summary(outcome))
+    click.echo(build_summary(outcome))
 
 
 @main.command()
@@ -236,13 +245,13 @@ def preview(ctx: click.Context, /, out: str | None, open_: bool, **kw: Any) -> N
       digest preview --month 2020-01
       digest preview --since 2012-01-01 --no-open
     """
-    from . import pipeline
+    from .cli_output import build_summary
+    from .pipeline import build_edition
     from .preview import open_in_browser
 
-    settings = _settings(ctx)
-    outcome = pipeline.build(settings, _selection(kw), Path(out) if out else None)
+    outcome = build_edition(_settings(ctx), _selection(kw), Path(out) if out else None)
     _warn(outcome.warnings)
-    click.echo(pipeline.build_summary(outcome))
+    click.echo(build_summary(outcome))
     page = outcome.build.folder / "preview.html"
     if open_ and open_in_browser(page):
         click.echo(f"Opened {page} in your browser.")
@@ -262,11 +271,10 @@ def serve(ctx: click.Context, /, port: int, out: str | None, **kw: Any) -> None:
     Example:
       digest serve --month 2020-01 --port 8000
     """
-    from . import pipeline
+    from .pipeline import serve_preview
 
-    settings = _settings(ctx)
-    pipeline.serve(
-        settings,
+    serve_preview(
+        _settings(ctx),
         _selection(kw),
         Path(out) if out else None,
         port=port,
@@ -291,18 +299,17 @@ def check(ctx: click.Context, /, from_build: str | None, as_json: bool, no_spama
       digest check --month 2020-01
       digest check --since 2012-01-01 --json
     """
-    from . import pipeline
+    from .cli_output import check_json, check_lines
+    from .pipeline import check_edition
 
-    settings = _settings(ctx)
-    outcome = pipeline.check(
-        settings, _selection(kw), Path(from_build) if from_build else None, spamassassin=not no_spamassassin
+    outcome = check_edition(
+        _settings(ctx), _selection(kw), Path(from_build) if from_build else None, spamassassin=not no_spamassassin
     )
     if as_json:
-        click.echo(json.dumps(outcome.to_dict(), indent=2))
+        click.echo(json.dumps(check_json(outcome), indent=2))
     else:
-        for line in outcome.lines():
+        for line in check_lines(outcome):
             click.echo(line)
-        click.echo(outcome.summary())
     if outcome.failed:
         ctx.exit(6)
 
@@ -341,14 +348,17 @@ def _hooks(yes: bool, quiet_progress: bool = False) -> Any:
     return SendHooks(notice=notice, confirm=confirm, progress=progress)
 
 
-def _finish_send(ctx: click.Context, report: Any, report_path: str | None) -> None:
-    from . import pipeline
+def _finish_send(ctx: click.Context, report: Any, report_path: str | None, recipients: str | None = None) -> None:
+    from .cli_output import row_problem_lines, write_report
 
     if report is None:
         return
     if report_path:
-        pipeline.write_report(Path(report_path), report)
+        write_report(Path(report_path), report)
         click.echo(f"Report: {report_path}", err=True)
+    shown = Path(recipients) if recipients else None
+    for line in row_problem_lines(report, shown, Path(report_path) if report_path else None):
+        click.echo(line, err=True)
     click.echo(report.message)
     if report.exit_code:
         ctx.exit(report.exit_code)
@@ -356,7 +366,7 @@ def _finish_send(ctx: click.Context, report: Any, report_path: str | None) -> No
 
 def delivery_options(func: F) -> F:
     options = [
-        click.option("--backend", type=click.Choice(["outbox", "smtp", "sendgrid"]), help="Default: config backend."),
+        click.option("--backend", type=click.Choice(BACKENDS), help="Default: config backend."),
         click.option("--yes", is_flag=True, help="Do not ask for confirmation (cron, CI)."),
         click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write a JSON report here."),
         click.option("--resend-unknown", is_flag=True, help="Send again to recipients whose outcome is unknown."),
@@ -430,7 +440,7 @@ def send(
         skip_checks=skip_checks,
         spamassassin=not no_spamassassin,
     )
-    _finish_send(ctx, pipeline.send(settings, request, _hooks(yes)), report_path)
+    _finish_send(ctx, pipeline.send_edition(settings, request, _hooks(yes)), report_path, recipients)
 
 
 @main.command()
@@ -469,7 +479,7 @@ def retry(
         skip_checks=skip_checks,
         retry_edition=edition or pipeline.latest_edition(settings),
     )
-    _finish_send(ctx, pipeline.send(settings, request, _hooks(yes)), report_path)
+    _finish_send(ctx, pipeline.send_edition(settings, request, _hooks(yes)), report_path)
 
 
 @main.command()
@@ -515,8 +525,14 @@ def status(ctx: click.Context, /, edition: str | None, as_json: bool) -> None:
       digest status mayors-innovation-2020-01 --json
     """
     from . import pipeline
+    from .errors import NothingSentYet
 
-    data = pipeline.status(_settings(ctx), edition)
+    try:
+        data = pipeline.status(_settings(ctx), edition)
+    except NothingSentYet:
+        # The same answer and exit code as digest history: nothing sent is a state, not a failure.
+        click.echo("{}" if as_json else "No editions sent yet.")
+        return
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

@@ -8,6 +8,7 @@ manifest or report can carry one.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import tomllib
@@ -20,6 +21,7 @@ from typing import Any
 from .errors import ConfigError
 
 CONFIG_NAME = "digest.toml"
+BACKENDS = ("outbox", "smtp", "sendgrid")  # deliver/registry.py maps each to its class
 SECRET_ENV = ("SENDGRID_API_KEY", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET")
 
 
@@ -142,9 +144,9 @@ WORD_FIELDS: dict[str, frozenset[str]] = {
 class Settings:
     root: Path  # folder of the config file; relative paths resolve against it
     config_file: Path | None = None
-    name: str = "Mayors Innovation Project"
-    slug: str = "mayors-innovation"
-    sender: str = "Mayors Innovation Project <news@example.org>"
+    name: str = ""  # name, slug and sender have no default: every newsletter sets its own (REQUIRED)
+    slug: str = ""
+    sender: str = ""
     reply_to: str = ""
     postal_address: str = ""
     base_url: str = "https://example.org"
@@ -182,6 +184,8 @@ class Settings:
         return value if value.is_absolute() else self.root / value
 
 
+REQUIRED = ("name", "slug", "sender")
+_EXAMPLES = {"name": '"My Newsletter"', "slug": '"my-newsletter"', "sender": '"My Newsletter <news@example.org>"'}
 _PATH_KEYS = {"content_dir", "templates_dir", "build_dir", "outbox_dir", "ledger_path", "suppression_file"}
 _NESTED = {"smtp": SmtpSettings, "sendgrid": SendGridSettings, "words": Words}
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -231,11 +235,13 @@ def _sections(where: str, raw: Any) -> tuple[Section, ...]:
     for n, entry in enumerate(raw, 1):
         if not isinstance(entry, dict) or "id" not in entry or "title" not in entry:
             raise ConfigError(f"{where}: section {n} needs an 'id' and a 'title'")
-        unknown = set(entry) - {"id", "title", "kinds", "featured", "upcoming"}
+        keys = ("id", "title", "kinds", "featured", "upcoming")
+        unknown = sorted(set(entry) - set(keys))
         if unknown:
+            close = difflib.get_close_matches(unknown[0], keys, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(
-                f"{where}: section {entry['id']!r} has unknown keys {sorted(unknown)}; "
-                "use id, title, kinds, featured, upcoming"
+                f"{where}: section {entry['id']!r} has unknown keys {unknown}; {hint}use {', '.join(keys)}"
             )
         out.append(
             Section(
@@ -284,7 +290,9 @@ def _apply(base: Any, values: Mapping[str, Any], where: str) -> Any:
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown setting '{key}'; known settings: {', '.join(sorted(known))}")
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known settings: {', '.join(sorted(known))}"
+            raise ConfigError(f"{where}: unknown setting '{key}'; {hint}")
         current = getattr(base, key)
         if key in _NESTED:
             if not isinstance(value, Mapping):
@@ -321,6 +329,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def find_config(explicit: str | Path | None, cwd: Path | None = None) -> Path | None:
+    """The config file: `explicit` (--config, DIGEST_CONFIG), else ./digest.toml; None when there is none."""
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
@@ -355,12 +364,31 @@ def load_settings(
     if overrides:
         given = {k: v for k, v in overrides.items() if v is not None}
         settings = _apply(settings, given, "command line")
+    if path is None and any(not getattr(settings, key) for key in REQUIRED):
+        raise ConfigError(
+            f"no {CONFIG_NAME} found: looked for {root / CONFIG_NAME} (no --config or DIGEST_CONFIG given). "
+            f"Run digest in a newsletter's folder, give --config FILE, or create one with 'digest init FOLDER'"
+        )
     validate(settings)
     return settings
 
 
 def validate(settings: Settings) -> None:
+    """Refuse settings that cannot make a digest, naming the key and the fix."""
     where = str(settings.config_file or "settings")
+    missing = [key for key in REQUIRED if not getattr(settings, key).strip()]
+    if missing:
+        lines = "; ".join(f"{key} = {_EXAMPLES[key]}" for key in missing)
+        raise ConfigError(
+            f"{where}: missing {', '.join(repr(k) for k in missing)}: every newsletter names itself and its "
+            f"sender; add e.g. {lines}"
+        )
+    templates = settings.path(settings.templates_dir)
+    if settings.templates_dir != Settings.templates_dir and not templates.is_dir():
+        raise ConfigError(
+            f"{where}: templates_dir {str(settings.templates_dir)!r}: {templates} is not a folder; "
+            "create it, fix the path, or remove the line to use the default templates"
+        )
     try:
         zoneinfo.ZoneInfo(settings.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -372,8 +400,8 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"{where}: '{key}' must be a colour like '#1d4f91' (got {getattr(settings, key)!r})")
     if settings.smtp.security not in {"starttls", "ssl", "none"}:
         raise ConfigError(f"{where}: [smtp] security must be starttls, ssl or none (got {settings.smtp.security!r})")
-    if settings.backend not in {"outbox", "smtp", "sendgrid"}:
-        raise ConfigError(f"{where}: backend must be outbox, smtp or sendgrid (got {settings.backend!r})")
+    if settings.backend not in BACKENDS:
+        raise ConfigError(f"{where}: backend must be one of {', '.join(BACKENDS)} (got {settings.backend!r})")
     if not 1 <= settings.sendgrid.batch_size <= 1000:
         raise ConfigError(f"{where}: [sendgrid] batch_size must be 1..1000 (SendGrid's limit per request)")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", settings.slug):

@@ -89,7 +89,11 @@ class LedgerError(DigestError):
     """The ledger refuses (edition content changed, unknown outcomes to decide, bad schema, no ledger yet)."""
 
 
-class NoLedger(LedgerError):
+class NothingSentYet(LedgerError):
+    """No edition of this newsletter was sent yet: `digest status` and `history` say so alike and exit 0."""
+
+
+class NoLedger(NothingSentYet):
     """The ledger file does not exist yet: nothing has been sent with this configuration."""
 
 
@@ -115,6 +119,10 @@ class PartialFailure(DigestError):
     """The run finished but some recipients failed or are unknown."""
 
     exit_code = 4
+
+
+class ServeError(DigestError):
+    """The preview server cannot start (port taken, bad host)."""
 
 
 class CheckFailed(DigestError):

@@ -37,6 +37,8 @@ def parse(source: str, body: bytes, content_type: str = "", *, today: dt.date, h
         return _json_feed(source, body)
     if _HTML_START.match(head):
         raise FeedError(source, "is an HTML page, not a feed; use the site's feed URL (WordPress: /feed/)")
+    if not head.startswith((b"<", b"\xff\xfe", b"\xfe\xff", b"\x00<")):  # XML, also in UTF-16
+        raise FeedError(source, "is not a feed (no RSS, Atom, JSON Feed or iCalendar found); check the URL")
     return _xml_feed(source, body, content_type, head)
 
 

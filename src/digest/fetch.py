@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email.utils
 import gzip
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -182,7 +181,7 @@ def _http_problem(exc: urllib.error.HTTPError) -> str:
 
 
 def _network_problem(reason: object, timeout: float) -> str:
-    if isinstance(reason, TimeoutError | socket.timeout):
+    if isinstance(reason, TimeoutError):
         return f"no answer within {timeout:g} s; try again later or raise --timeout"
     text = getattr(reason, "strerror", None) or str(reason)
     return f"cannot be reached ({text}); check the URL and the network"

@@ -8,16 +8,14 @@ is written atomically and read back by the same reader as hand-written files bef
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import os
 import tempfile
 import zoneinfo
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from . import __version__
 from . import fetch as fetching
@@ -52,19 +50,6 @@ class FeedReport:
     kept: list[Kept] = field(default_factory=list)
     error: str = ""
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "format": self.format,
-            "not_modified": self.not_modified,
-            "new": self.new,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "skipped": [{"entry": s.entry, "reason": s.reason} for s in self.skipped],
-            "kept": [{"file": k.file, "reason": k.reason} for k in self.kept],
-            "error": self.error or None,
-        }
-
 
 @dataclass(frozen=True)
 class ImportReport:
@@ -77,42 +62,6 @@ class ImportReport:
 
     def total(self, name: str) -> int:
         return sum(len(value) if isinstance(value := getattr(f, name), list) else value for f in self.feeds)
-
-    def as_json(self) -> dict[str, Any]:
-        totals = {name: self.total(name) for name in ("new", "updated", "unchanged", "skipped", "kept")}
-        feeds = [feed.as_json() for feed in self.feeds]
-        return {"dry_run": self.dry_run, **totals, "failed": len(self.failed), "feeds": feeds}
-
-
-def report_lines(report: ImportReport) -> list[str]:
-    """The outcome for people: one line per feed, one per file written or left alone, a closing line."""
-    if not report.feeds:
-        return ["No feeds to import: give a feed URL or file, or add [[feeds]] to digest.toml (docs/IMPORT.md)."]
-    lines: list[str] = []
-    verb = "would write" if report.dry_run else "wrote"
-    for feed in report.feeds:
-        if feed.error:
-            lines.append(f"{feed.source}: FAILED: {feed.error}")
-            continue
-        if feed.not_modified:
-            lines.append(f"{feed.source}: not modified since the last import (0 new)")
-            continue
-        counts = f"{len(feed.new)} new, {len(feed.updated)} updated, {feed.unchanged} unchanged"
-        extra = f", {len(feed.skipped)} skipped" if feed.skipped else ""
-        extra += f", {len(feed.kept)} left alone" if feed.kept else ""
-        lines.append(f"{feed.source}: {counts}{extra}")
-        lines += [f"  {verb} {name} (new)" for name in feed.new]
-        lines += [f"  {verb} {name} (updated)" for name in feed.updated]
-        lines += [f"  skipped {s.entry}: {s.reason}" for s in feed.skipped]
-        lines += [f"  left alone {k.file}: {k.reason}" for k in feed.kept]
-    plural = "s" if len(report.feeds) != 1 else ""
-    closing = f"{report.total('new')} new, {report.total('updated')} updated from {len(report.feeds)} feed{plural}."
-    if report.failed:
-        closing += f" {len(report.failed)} failed."
-    if report.dry_run:
-        closing += " This was a dry run: nothing was written. Run without --dry-run to import."
-    lines.append(closing)
-    return lines
 
 
 def failure(report: ImportReport) -> FeedError:
@@ -310,24 +259,25 @@ def _write(path: Path, text: str, settings: Settings, *, dry_run: bool) -> str:
 
     A dry run checks the text the same way, in a temporary folder, and writes nothing.
     """
-    with tempfile.TemporaryDirectory(prefix="digest-import-") if dry_run else _nothing() as scratch:
-        # A leading dot: a half-written file is never read as content.
-        temporary = (Path(scratch) if scratch else path.parent) / f".{path.name}.{os.getpid()}.tmp"
-        try:
-            temporary.write_text(text, encoding="utf-8", newline="\n")
-            item, problems = read_file(temporary, settings)
-            if item is None:
-                return "the content reader refused it: " + "; ".join(p.message for p in problems)
-            if not dry_run:
-                os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-    return ""
+    if dry_run:
+        with tempfile.TemporaryDirectory(prefix="digest-import-") as scratch:
+            return _checked(Path(scratch) / path.name, text, settings)
+    # A leading dot: a half-written file is never read as content.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        problem = _checked(temporary, text, settings)
+        if not problem:
+            os.replace(temporary, path)
+        return problem
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def _nothing() -> Iterator[str]:
-    yield ""
+def _checked(path: Path, text: str, settings: Settings) -> str:
+    """Write `text` to `path` and read it back as content: "" when the reader accepts it, else its problems."""
+    path.write_text(text, encoding="utf-8", newline="\n")
+    item, problems = read_file(path, settings)
+    return "" if item is not None else "the content reader refused it: " + "; ".join(p.message for p in problems)
 
 
 def _sha256(data: bytes) -> str:

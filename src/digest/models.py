@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import Problem
+
 KINDS = ("news", "report", "event", "webinar", "meeting", "workshop", "job")
 EVENT_KINDS = frozenset({"event", "webinar", "meeting", "workshop"})
 
@@ -96,6 +98,14 @@ class Selection:
 
     def __len__(self) -> int:
         return len(self.posted) + len(self.upcoming)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """A content folder read: its items and the warnings (unknown fields and the like)."""
+
+    items: tuple[Item, ...]  # newest first, then by id; drafts included (status "draft")
+    warnings: tuple[Problem, ...]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A folder's first `digest build` has two chains of work that do not depend on eac
 the render stack and compiling the templates (Jinja2, premailer with cssutils, lxml: ~90 ms), and
 reading the content (importing PyYAML and markdown-it, then parsing every file: ~40 ms for the 47
 shipped items). On a machine with a second core the content is read in a child process and comes
-back pickled through a pipe (content.start_loading, for pipeline.build). Later builds of an unchanged
+back pickled through a pipe (content.start_loading, for pipeline.build_edition). Later builds of an unchanged
 folder read the content cache instead and never fork. (Compiling the templates in the child as well
 was tried: the child then became the longer chain, and the build was no faster.)
 

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .config import Settings
 from .errors import Problem
-from .models import Build, Item, Selection
+from .models import Build, Item, LoadResult, Selection
 from .personalize import sample_values
 from .selection import SelectionOptions, require_items, resolve_window, select
 from .startup import imports_frozen
-
-if TYPE_CHECKING:
-    from .content import LoadResult
 
 
 @dataclass(frozen=True)
@@ -68,75 +64,12 @@ def choose(
     window = resolve_window(opts, settings.timezone)
     selection = select(items, window, opts, settings.upcoming_days)
     if not allow_empty:
-        require_items(selection)
+        require_items(selection, items)
     return Chosen(selection, warnings)
 
 
-def selection_json(selection: Selection) -> dict[str, Any]:
-    w = selection.window
-    rows = []
-    for chosen in selection.items:
-        item = chosen.item
-        row: dict[str, Any] = {
-            "id": item.id,
-            "title": item.title,
-            "subtitle": item.subtitle,
-            "date": item.date.isoformat(),
-            "kind": item.kind,
-            "tags": list(item.tags),
-            "url": item.url,
-            "reason": chosen.reason,
-            "why": _why(chosen.reason, item, selection),
-            "source": str(item.source),
-        }
-        if item.event:
-            row["event"] = {
-                "start": item.event.start.isoformat(),
-                "end": item.event.end.isoformat() if item.event.end else None,
-                "when": item.event.when,
-                "place": item.event.place,
-            }
-        rows.append(row)
-    return {
-        "window": {"since": w.since.isoformat(), "until": w.until.isoformat(), "tz": w.tz, "label": w.label},
-        "upcoming_until": selection.upcoming_until.isoformat(),
-        "filters": selection.filters,
-        "count": len(selection),
-        "posted": len(selection.posted),
-        "upcoming": len(selection.upcoming),
-        "items": rows,
-    }
-
-
-def _why(reason: str, item: Item, selection: Selection) -> str:
-    if reason == "posted":
-        return f"posted {item.date.isoformat()}, in the window"
-    start = item.event.start.isoformat() if item.event else "?"
-    days = (selection.upcoming_until - selection.window.until).days
-    return f"upcoming event on {start}, within {days} days after the window"
-
-
-def selection_table(selection: Selection) -> list[str]:
-    w = selection.window
-    lines = [
-        f"Window {w.since.isoformat()} .. {w.until.isoformat()} ({w.tz}): {len(selection.posted)} posted, "
-        f"{len(selection.upcoming)} upcoming event(s) until {selection.upcoming_until.isoformat()}"
-    ]
-    if not len(selection):
-        lines.append("No items selected.")
-        return lines
-    width = min(60, max(len(c.item.title) for c in selection.items))
-    lines.append(f"{'DATE':<10}  {'KIND':<8}  {'TITLE':<{width}}  WHY")
-    for chosen in selection.items:
-        item = chosen.item
-        title = item.title if len(item.title) <= width else item.title[: width - 1] + "…"
-        lines.append(
-            f"{item.date.isoformat():<10}  {item.kind:<8}  {title:<{width}}  {_why(chosen.reason, item, selection)}"
-        )
-    return lines
-
-
-def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> BuildOutcome:
+def build_edition(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> BuildOutcome:
+    """Load, choose, render and write the build folder of the edition `opts` selects."""
     import time
 
     from .content import start_loading
@@ -147,7 +80,7 @@ def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> B
     # one imports the render stack and compiles the templates (content.start_loading, parallel.py).
     loading = start_loading(settings.path(settings.content_dir), settings)
     with imports_frozen("digest.render"):
-        from . import build as build_mod
+        from .build import write_build
         from .preview import render_preview
         from .render import edition_id, prepare_templates, render
         from .unsubscribe import list_unsubscribe_headers
@@ -172,22 +105,11 @@ def build(settings: Settings, opts: SelectionOptions, out_dir: Path | None) -> B
     # One folder per edition: the artifact a later send or retry reads stays put while other
     # months are previewed.
     folder = out_dir or settings.path(settings.build_dir) / edition
-    built = build_mod.write_build(folder, rendered, chosen.selection, settings, edition=edition, preview_html=page)
+    built = write_build(folder, rendered, chosen.selection, settings, edition=edition, preview_html=page)
     return BuildOutcome(built, chosen.selection, chosen.warnings, time.perf_counter() - started)
 
 
-def build_summary(outcome: BuildOutcome) -> str:
-    b = outcome.build
-    sizes = b.manifest.get("sizes", {})
-    html_bytes = sizes.get("html_bytes", len(b.html.encode())) if isinstance(sizes, dict) else len(b.html.encode())
-    sel = outcome.selection
-    return (
-        f"Built {b.edition}: {len(sel.posted)} posted + {len(sel.upcoming)} upcoming item(s), "
-        f"HTML {html_bytes:,} bytes, in {outcome.seconds * 1000:.0f} ms -> {b.folder}"
-    )
-
-
-def serve(
+def serve_preview(
     settings: Settings,
     opts: SelectionOptions,
     out_dir: Path | None,
@@ -197,24 +119,21 @@ def serve(
     on_rebuild: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> None:
+    """Serve the edition's preview on 127.0.0.1, rebuilt whenever content, templates or config change."""
     from .config import load_settings
-    from .serve import serve as serve_forever
+    from .serve import serve
 
     config_file = settings.config_file
 
     def rebuild() -> Path:
         # Re-read the config too: editing digest.toml must show up like editing content.
         fresh = load_settings(config_file) if config_file else settings
-        return build(fresh, opts, out_dir).build.folder / "preview.html"
+        return build_edition(fresh, opts, out_dir).build.folder / "preview.html"
 
     watch = [settings.path(settings.content_dir), settings.path(settings.templates_dir)]
     if config_file:
         watch.append(config_file)
-    serve_forever(rebuild, watch, host="127.0.0.1", port=port, on_ready=on_ready, on_rebuild=on_rebuild, stop=stop)
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    serve(rebuild, watch, host="127.0.0.1", port=port, on_ready=on_ready, on_rebuild=on_rebuild, stop=stop)
 
 
 @dataclass(frozen=True)
@@ -226,32 +145,15 @@ class CheckOutcome:
     def failed(self) -> bool:
         return any(r.status == "fail" for r in self.results)
 
-    def lines(self) -> list[str]:
-        return [r.line() for r in self.results]
 
-    def summary(self) -> str:
-        counts = {s: sum(1 for r in self.results if r.status == s) for s in ("pass", "warn", "fail", "skip")}
-        verdict = "FAILED: fix the failing checks before sending" if self.failed else "all checks passed"
-        detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        return f"{self.build.edition}: {verdict} ({detail})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "edition": self.build.edition,
-            "folder": str(self.build.folder),
-            "failed": self.failed,
-            "checks": [r.to_dict() for r in self.results],
-        }
-
-
-def check(
+def check_edition(
     settings: Settings, opts: SelectionOptions, from_build: Path | None, *, spamassassin: bool = True
 ) -> CheckOutcome:
     """Build (or read a build) and run every quality check over what a subscriber would get."""
     from .build import read_build
     from .checks import check_build
 
-    built = read_build(from_build) if from_build else build(settings, opts, None).build
+    built = read_build(from_build) if from_build else build_edition(settings, opts, None).build
     results = check_build(built, settings, spamassassin=None if spamassassin else False)
     return CheckOutcome(built, tuple(results))
 
@@ -331,7 +233,7 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
     if from_build:
         built = read_build(from_build)
     else:
-        built = build(settings, request.opts, None).build
+        built = build_edition(settings, request.opts, None).build
         hooks.notice(f"Built {built.edition} -> {built.folder}")
     if request.skip_checks or request.dry_run:
         return built
@@ -348,7 +250,7 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
     return built
 
 
-def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
+def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     """Build (or read) the edition, check it, and deliver it once to everyone on the list.
 
     Returns the send.SendReport, or None when --if-new found nothing new.
@@ -481,16 +383,6 @@ def _posted_ids(built: Build) -> list[str]:
     selection = built.manifest.get("selection", {})
     posted = selection.get("posted", []) if isinstance(selection, dict) else []
     return [str(i) for i in posted]
-
-
-def write_report(path: Path, report: Any) -> None:
-    import json
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(path.suffix + ".tmp")
-    temp.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(temp, path)
 
 
 # --- ledger views ---------------------------------------------------------------------------------

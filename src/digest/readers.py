@@ -1,7 +1,4 @@
-"""Read: parse content files (YAML front matter + Markdown) into typed Items, every problem reported at once.
-
-It runs only when the content cache of the folder is stale (content.load_content, or a build's
-child process: content.start_loading), so the parsers load only then."""
+"""Read: parse content files (YAML front matter + Markdown) into typed Items, every problem reported at once."""
 
 from __future__ import annotations
 
@@ -20,9 +17,8 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from .config import Settings
-from .content import LoadResult, content_files
 from .errors import ContentError, Problem
-from .models import KINDS, Action, EventInfo, Item
+from .models import KINDS, Action, EventInfo, Item, LoadResult
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -77,6 +73,12 @@ URL_SCHEMES = {"http", "https", "mailto"}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]*")
 DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+# YAML contexts that begin with a quote or bracket: what to call them, and the fix.
+_OPENED = {
+    "quoted scalar": ("a quoted value", "close the quote"),
+    "flow sequence": ("a [...] list", "close the list with ]"),
+    "flow mapping": ("a {...} mapping", "close the mapping with }"),
+}
 _SCRIPT_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE)
 _SCRIPT_CLOSE = re.compile(r"</(script|style)\s*>", re.IGNORECASE)
 
@@ -300,8 +302,8 @@ class _File:
         return values
 
 
-def read_folder(folder: Path, settings: Settings) -> LoadResult:
-    """Read every content file of `folder` into Items; raise ContentError listing every problem found."""
+def read_folder(folder: Path, files: Iterable[Path], settings: Settings) -> LoadResult:
+    """Read the content `files` of `folder` into Items; raise ContentError listing every problem found."""
     shown_folder = _shown(folder)
     if not folder.is_dir():
         problem = Problem(shown_folder, None, "content folder not found", "create it or set content_dir in digest.toml")
@@ -310,7 +312,7 @@ def read_folder(folder: Path, settings: Settings) -> LoadResult:
     warnings: list[Problem] = []
     items: list[Item] = []
     first_use: dict[str, _File] = {}
-    for path in content_files(folder):
+    for path in files:
         file = _File(path, _shown(path), errors, warnings)
         item = _read(file, settings)
         if item is None:
@@ -376,10 +378,15 @@ def _read(file: _File, settings: Settings) -> Item | None:
     try:
         raw = yaml.load("\n".join(file.front), Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        # A quote or bracket left open is only noticed lines later (often at the end): point at its start.
+        opened = next((v for k, v in _OPENED.items() if exc.context_mark and k in (exc.context or "")), None)
+        mark = exc.context_mark if opened else exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark else 1  # +1 for the opening '---', +1 because marks count from 0
         if "given twice" in str(exc.problem):
             file.error(line, f"front matter: {exc.problem}", "keep one of them")
+        elif opened:
+            what, fix = opened
+            file.error(line, f"front matter is not valid YAML ({what} starts here and is never closed)", fix)
         else:
             file.error(
                 line, f"front matter is not valid YAML ({exc.problem})", "check quoting and indentation on that line"

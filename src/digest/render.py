@@ -22,8 +22,8 @@ from typing import Any
 import jinja2
 import mjml
 
+from .cache import cache_dir
 from .config import Section, Settings, Words
-from .content import cache_dir
 from .errors import Problem, TemplateError
 from .inline import inline_css
 from .links import tag_html, utm_for
@@ -341,7 +341,7 @@ def _tidy_text(text: str) -> str:
 
 def prepare_templates(settings: Settings) -> None:
     """Load the edition's templates ahead of rendering (compiling them, on a first build), while the
-    content is parsed in another process (pipeline.build). A broken one is left for render() to report."""
+    content is parsed in another process (pipeline.build_edition). A broken one is left for render() to report."""
     env = make_environment(settings)
     for name in (SUBJECT_TEMPLATE, PREHEADER_TEMPLATE, HTML_TEMPLATE, TEXT_TEMPLATE):
         with contextlib.suppress(jinja2.TemplateError):

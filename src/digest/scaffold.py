@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DigestError
 
 _HERE = Path(__file__).parent
+_EXAMPLE = _HERE / "scaffold" / "content" / "example.md"
 
 
-def init_newsletter(folder: Path) -> list[Path]:
-    """Create digest.toml, content/ with one example item and templates/; never overwrite anything."""
-    plan: list[tuple[Path, Path]] = [
-        (_HERE / "scaffold" / "digest.toml", folder / "digest.toml"),
-        (_HERE / "scaffold" / "content" / "example.md", folder / "content" / "2020-01-15-welcome.md"),
-    ]
+@dataclass(frozen=True)
+class Scaffolded:
+    """What `digest init` made: the files, and the month of the example item (what a first preview shows)."""
+
+    created: tuple[Path, ...]
+    month: str  # YYYY-MM
+
+
+def init_newsletter(folder: Path, today: dt.date) -> Scaffolded:
+    """Create digest.toml, content/ with one example item dated `today` and templates/; never overwrite anything."""
+    example = folder / "content" / f"{today.isoformat()}-welcome.md"
+    plan: list[tuple[Path, Path]] = [(_HERE / "scaffold" / "digest.toml", folder / "digest.toml"), (_EXAMPLE, example)]
     templates = _HERE / "templates"
     for source in sorted(templates.iterdir()):
         if source.is_file() and not source.name.startswith("."):
@@ -26,9 +35,13 @@ def init_newsletter(folder: Path) -> list[Path]:
             f"{folder}: would overwrite {', '.join(existing)}; nothing was created. "
             "Choose an empty folder, or move those files away first."
         )
-    created = []
+    month = today.isoformat()[:7]
     for source, target in plan:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        created.append(target)
-    return created
+        if source == _EXAMPLE:
+            # Dated today, so the first preview of this month's digest has an item to show.
+            text = source.read_text(encoding="utf-8").replace("{date}", today.isoformat()).replace("{month}", month)
+            target.write_text(text, encoding="utf-8")
+        else:
+            shutil.copyfile(source, target)
+    return Scaffolded(tuple(target for _, target in plan), month)

@@ -121,12 +121,18 @@ def select(items: Iterable[Item], window: Window, opts: SelectionOptions, upcomi
     return Selection(window, tuple(posted), tuple(upcoming), horizon, filters)
 
 
-def require_items(selection: Selection) -> Selection:
-    """An empty selection is a normal outcome, but never an empty email."""
+def require_items(selection: Selection, items: Iterable[Item] = ()) -> Selection:
+    """An empty selection is a normal outcome, but never an empty email; the hint comes from `items`' dates."""
     if not len(selection):
         w = selection.window
+        dates = sorted(item.date for item in items if item.status == "published")
+        if dates:
+            first, last = dates[0].isoformat(), dates[-1].isoformat()
+            hint = f"the content is dated {first} .. {last}: try --month {last[:7]}, or --since {first} for all of it"
+        else:
+            hint = "the content folder has no published items yet"
         raise EmptySelection(
             f"no items posted {w.since.isoformat()} .. {w.until.isoformat()} ({w.tz}) and no events starting "
-            f"by {selection.upcoming_until.isoformat()}; nothing to build. Try a wider window, e.g. --since 2012-01-01"
+            f"by {selection.upcoming_until.isoformat()}; nothing to build. {hint[0].upper()}{hint[1:]}"
         )
     return selection

@@ -14,7 +14,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .errors import DigestError
+from .errors import DigestError, ServeError
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,7 @@ FILES = {
     "manifest.json": "application/json",
 }
 
-# Injected into the served page only (the preview.html on disk stays script-free apart from its
-# own frame sizing). Polling a tiny endpoint survives server restarts and needs no open connection
-# per tab, which an SSE stream would tie up in ThreadingHTTPServer.
+# Injected into the served page only; polling survives server restarts and holds no connection open per tab.
 _RELOAD_SCRIPT = """<script>
 (() => {
   const seen = %s;
@@ -46,10 +44,6 @@ _RELOAD_SCRIPT = """<script>
   setTimeout(poll, 400);
 })();
 </script>"""
-
-
-class ServeError(DigestError):
-    """The preview server cannot start (port taken, bad host)."""
 
 
 @dataclass

@@ -5,7 +5,7 @@ regexes) that live as long as the process. The collector, left on, runs dozens o
 then again over all of them, freeing nothing. So a stack is imported with the collector off, and what
 exists afterwards is frozen (`gc.freeze`: moved to a generation the collector never scans). The command
 line's own imports are done this way (__main__.py), and so is the render stack, which `digest build`
-imports lazily so that `digest list` and `--help` stay fast (pipeline.build): in a build that took the
+imports lazily so that `digest list` and `--help` stay fast (pipeline.build_edition): in a build that took the
 collector's time from ~9.5 ms to ~1.7 ms.
 """
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import Settings
+from ..config import BACKENDS, Settings
 from ..errors import ConfigError
 from .base import Backend
 
-BACKENDS = ("outbox", "smtp", "sendgrid")
+__all__ = ["BACKENDS", "make_backend"]
 
 
 def make_backend(name: str, settings: Settings, *, outbox_dir: Path | None = None) -> Backend:

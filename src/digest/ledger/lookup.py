@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import LedgerError, NoLedger
+from ..errors import LedgerError, NoLedger, NothingSentYet
 from .store import Ledger
 from .views import EditionStatus, EditionSummary
 
@@ -58,6 +58,9 @@ def build_folder(path: Path, edition: str) -> Path:
         raise NoLedger(f"{path}: no ledger yet; nothing was sent, so there is nothing to retry") from None
     with ledger:
         folder = ledger.build_folder(edition)
+        if folder is None and ledger.edition(edition) is None:
+            known = ", ".join(e.edition for e in ledger.history(limit=5)) or "none"
+            raise LedgerError(f"unknown edition {edition}; editions sent: {known} (all of them: digest history)")
     if folder is None:
         raise LedgerError(f"no build folder recorded for {edition}; give it with --from-build DIR")
     return Path(folder)
@@ -72,5 +75,5 @@ def vacuum(path: Path) -> tuple[int, int]:
 def _latest(ledger: Ledger, path: Path, newsletter: str) -> str:
     name = ledger.latest_edition(newsletter)
     if name is None:
-        raise LedgerError(f"{path}: no edition of {newsletter} has been sent yet")
+        raise NothingSentYet(f"{path}: no edition of {newsletter} has been sent yet")
     return name
