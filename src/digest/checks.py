@@ -52,6 +52,7 @@ HTML_FAIL_BYTES = 102_000  # Gmail clips "at 102 KB"; 1000 or 1024 is unknown, s
 HTML_WARN_BYTES = 90_000  # room for what an ESP adds after us: click tracking, open pixel (row 1)
 STYLE_BUDGET = 16_384  # Gmail drops <style> past this many bytes in total (row 2)
 LINE_LIMIT = 998  # RFC 5322 §2.1.1 (row 12)
+CHECKS_VERSION = 1  # raise when a check changes what it finds: recorded results (checked.py) are then stale
 SPAM_LIMIT = 2.0  # house limit under `spamassassin -L`; the default spam cut-off is 5.0 (row 26)
 SPAM_TIMEOUT = 60.0
 # Rules that say the message looks like an image-only or mismatched-parts mail (row 26).

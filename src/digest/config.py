@@ -21,6 +21,7 @@ from typing import Any
 from .errors import ConfigError
 
 CONFIG_NAME = "digest.toml"
+MAX_IN_FLIGHT = 16  # [sendgrid] concurrency and [smtp] connections
 BACKENDS = ("outbox", "smtp", "sendgrid")  # deliver/registry.py maps each to its class
 SECRET_ENV = ("SENDGRID_API_KEY", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET")
 
@@ -51,6 +52,7 @@ class SmtpSettings:
     security: str = "starttls"  # starttls | ssl | none
     user: str = ""
     timeout: float = 30.0
+    connections: int = 2  # connections in parallel, one batch on each
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class SendGridSettings:
     # An unknown batch with no event this long after its hand-over, while events for the edition arrive,
     # was never accepted (24 h: SendGrid retries a failed webhook post for that long).
     events_wait_hours: float = 24.0
+    concurrency: int = 4  # requests out at once; 1: one after another
 
 
 @dataclass(frozen=True)
@@ -404,6 +407,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"{where}: backend must be one of {', '.join(BACKENDS)} (got {settings.backend!r})")
     if not 1 <= settings.sendgrid.batch_size <= 1000:
         raise ConfigError(f"{where}: [sendgrid] batch_size must be 1..1000 (SendGrid's limit per request)")
+    # A crash leaves up to this many batches unknown, and providers throttle wide fan-outs: keep it small.
+    if not 1 <= settings.sendgrid.concurrency <= MAX_IN_FLIGHT:
+        raise ConfigError(f"{where}: [sendgrid] concurrency must be 1..{MAX_IN_FLIGHT} (requests out at once)")
+    if not 1 <= settings.smtp.connections <= MAX_IN_FLIGHT:
+        raise ConfigError(f"{where}: [smtp] connections must be 1..{MAX_IN_FLIGHT} (SMTP connections in parallel)")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", settings.slug):
         raise ConfigError(f"{where}: 'slug' must be lowercase letters, digits and dashes (got {settings.slug!r})")
     if settings.upcoming_days < 0:

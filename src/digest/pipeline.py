@@ -150,11 +150,14 @@ def check_edition(
     settings: Settings, opts: SelectionOptions, from_build: Path | None, *, spamassassin: bool = True
 ) -> CheckOutcome:
     """Build (or read a build) and run every quality check over what a subscriber would get."""
+    from . import checked
     from .build import read_build
     from .checks import check_build
 
     built = read_build(from_build) if from_build else build_edition(settings, opts, None).build
-    results = check_build(built, settings, spamassassin=None if spamassassin else False)
+    spam = None if spamassassin else False
+    results = check_build(built, settings, spamassassin=spam)
+    checked.record(built, settings, results, spam)  # a send of this build need not check it again
     return CheckOutcome(built, tuple(results))
 
 
@@ -237,9 +240,9 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
         hooks.notice(f"Built {built.edition} -> {built.folder}")
     if request.skip_checks or request.dry_run:
         return built
-    from .checks import check_build
+    from .checked import check_once
 
-    results = check_build(built, settings, spamassassin=None if request.spamassassin else False)
+    results = check_once(built, settings, spamassassin=None if request.spamassassin else False)
     failing = [r for r in results if r.status == "fail"]
     if failing:
         lines = "\n".join(r.line() for r in failing)

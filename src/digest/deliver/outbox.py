@@ -28,6 +28,7 @@ class OutboxBackend:
     before it counts as sent (a power cut cannot lose it) at the cost of a disk flush per message."""
 
     name = "outbox"
+    concurrency = 1  # a local folder: nothing to wait on
 
     def __init__(self, folder: Path, *, batch_size: int = 100, fsync: bool = False):
         self.folder = Path(folder)
