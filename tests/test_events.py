@@ -240,3 +240,28 @@ def test_suppressions_add_list_and_remove(tmp_path: Path) -> None:
     with Ledger.open(settings.ledger_path) as ledger:
         kept = ledger._db.read("SELECT email_norm, removed_because FROM suppression_removals").fetchall()
     assert kept == [("spam@x.org", "re-subscribed")]
+
+
+def test_retry_skips_failed_recipients_that_are_now_suppressed(tmp_path: Path) -> None:
+    """A hard bounce fails its recipient and suppresses the address: digest retry's list skips it, keeps the rest."""
+    from digest.recipients import RowProblem
+    from digest.suppressions import retry_list
+
+    with unknown_batches(tmp_path / "l.sqlite3", (2,)) as ledger:
+        ledger.add_recipients(ED, [Recipient("user2@example.org", "Two")])
+        bounce = event("bounce", "user0@example.org", type="bounce", reason="550 5.1.1")
+        blocked = event("bounce", "user1@example.org", type="blocked", reason="421 try later")
+        ingest(ledger, parse_events(json.dumps([bounce, blocked])))
+        assert states(ledger) == {
+            "user0@example.org": "failed",
+            "user1@example.org": "failed",
+            "user2@example.org": "pending",
+        }
+        rows = list(retry_list(ledger, ED, suppressed_addresses(ledger)) or [])
+        assert [(type(r).__name__, r.email) for r in rows] == [
+            ("RowProblem", "user0@example.org"),
+            ("Recipient", "user1@example.org"),
+            ("Recipient", "user2@example.org"),
+        ]
+        assert isinstance(rows[0], RowProblem) and rows[0].kind == "suppressed" and rows[2].name == "Two"
+        assert retry_list(ledger, ED, frozenset()) is None  # nothing suppressed: retry as before

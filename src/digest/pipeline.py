@@ -354,6 +354,8 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
         _settle(settings, ledger, built, backend, hooks.notice)
         suppressed = suppressions.suppressed(settings, ledger)
         rows = read_recipients(request.recipients, suppressed=suppressed) if request.recipients else None
+        if retry:
+            rows = suppressions.retry_list(ledger, built.edition, suppressed)
         try:
             return run(ledger, rows)
         finally:

@@ -10,14 +10,28 @@ by deleting its line there.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .addresses import normalize_email
 from .config import Settings
 from .errors import SuppressionError
 from .ledger import Ledger
-from .ledger.events import Suppression, add_suppression, is_complaint, remove_suppression, suppressed_addresses
+from .ledger.events import (
+    Suppression,
+    add_suppression,
+    is_complaint,
+    remove_suppression,
+    suppressed_addresses,
+    waiting,
+)
 from .ledger.events import suppression as ledger_entry
 from .ledger.events import suppressions as ledger_entries
+from .models import Recipient
+
+if TYPE_CHECKING:
+    from .recipients import RowProblem
 
 
 def _file(settings: Settings) -> Path:
@@ -107,3 +121,20 @@ def _line_in_file(path: Path, email: str) -> int:
         if key in line.casefold():
             return number
     return 0
+
+
+def retry_list(ledger: Ledger, edition: str, skip: frozenset[str]) -> Iterator[Recipient | RowProblem] | None:
+    """What `digest retry` should send when some of the edition's failed or pending recipients are now
+    suppressed (a bounce, a complaint): the others as a list, the suppressed as skipped rows; None when
+    none is suppressed (retry then sends every failed and pending row, as the ledger has them)."""
+    from .recipients import RowProblem
+
+    rows = waiting(ledger, edition)
+    if not any(normalize_email(email) in skip for email, _ in rows):
+        return None
+    return (
+        RowProblem(0, email, "suppressed (on the suppression list since it was sent)", "suppressed")
+        if normalize_email(email) in skip
+        else Recipient(email=email, name=name)
+        for email, name in rows
+    )

@@ -335,6 +335,16 @@ def evidence_counts(ledger: Ledger, edition: str) -> dict[str, int]:
 # --- the suppression list ---------------------------------------------------------------------------
 
 
+def waiting(ledger: Ledger, edition: str) -> list[tuple[str, str]]:
+    """(email, name) of the edition's failed and pending recipients, in list order: what `digest retry` sends."""
+    rows = ledger._db.read(
+        f"SELECT coalesce(a.email, {EMAIL_NORM}), a.name FROM recipients r JOIN editions e ON e.id = r.edition "
+        f"{ADDRESS} WHERE e.name = ? AND r.state IN ({FAILED}, {PENDING}) ORDER BY r.address",
+        (edition,),
+    ).fetchall()
+    return [(str(email), str(name)) for email, name in rows]
+
+
 def suppressions(ledger: Ledger) -> list[Suppression]:
     rows = ledger._db.read(
         "SELECT email_norm, reason, source, created_at FROM suppressions ORDER BY created_at, email_norm"
