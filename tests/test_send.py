@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _factories import send_edition
 
 from digest.deliver.base import BatchResult, Personal
 from digest.errors import BatchOutcomeUnknown, DeliveryError, LedgerError
@@ -15,7 +16,7 @@ from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
 from digest.recipients import read_recipients
-from digest.send import REPORT_CAP, SendReport, execute_send, prepare_send, send_edition
+from digest.send import REPORT_CAP, SendReport, execute_send, prepare_send
 
 ED = "mayors-innovation-2020-01"
 

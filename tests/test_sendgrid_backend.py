@@ -92,6 +92,16 @@ def test_2500_recipients_go_in_three_valid_requests_each_personalised(emulator: 
         assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+def test_list_id_is_a_message_header_of_every_request(emulator: SendGridEmulator) -> None:
+    """The build's List-Id goes once per request (message-level headers), so every recipient's message has it."""
+    b = make_backend(emulator.url)
+    build = factories.make_build(HTML, TEXT, edition=EDITION, list_id="Mayors <mayors-innovation.example.org>")
+    b.send_batch(build, [person(1), person(2)], "b1")
+    b.close()
+    assert bodies(emulator)[0]["headers"] == {"List-Id": "Mayors <mayors-innovation.example.org>"}
+    assert [m["headers"]["List-Id"] for m in emulator.messages()] == ["Mayors <mayors-innovation.example.org>"] * 2
+
+
 def test_substitutions_only_for_the_placeholders_the_content_has(emulator: SendGridEmulator) -> None:
     """Each personalization carries a substitution for every placeholder in the content (subject included)
     and for nothing else: %%email%% is in neither part here, so no recipient carries it."""

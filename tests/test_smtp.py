@@ -347,7 +347,6 @@ def test_two_connections_send_batches_side_by_side_each_recorded_once(tmp_path: 
     """[smtp] connections = 2: the send loop keeps two batches out, on two connections; everyone gets one."""
     from digest.ledger import Ledger
     from digest.lock import newsletter_lock
-    from digest.send import send_edition
 
     sink = Sink(pipelining=True)
     build = make_build()
@@ -357,7 +356,7 @@ def test_two_connections_send_batches_side_by_side_each_recorded_once(tmp_path: 
     with running(sink) as controller:
         b = backend(controller.port, batch_size=5, connections=2)
         with newsletter_lock(ledger_path, build.newsletter), Ledger.open(ledger_path) as ledger:
-            report = send_edition(
+            report = factories.send_edition(
                 build,
                 b,
                 [p.recipient for p in recipients],

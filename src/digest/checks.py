@@ -39,9 +39,8 @@ from .appearance import (
 from .build import read_build
 from .config import Settings
 from .css import style_blocks, style_bytes
-from .deliver.base import Personal
-from .deliver.mime import MessageTemplate
 from .errors import ConfigError
+from .message import MessageTemplate
 from .models import Build, Recipient
 from .personalize import FIELDS, SAMPLE_EMAIL, SAMPLE_NAME, fill, html_token, sample_values, text_token
 from .unsubscribe import ONE_CLICK, list_unsubscribe_headers
@@ -88,10 +87,6 @@ class CheckResult:
 
 def failed(results: Iterable[CheckResult]) -> bool:
     return any(r.status == "fail" for r in results)
-
-
-def format_results(results: Iterable[CheckResult]) -> list[str]:
-    return [r.line() for r in results]
 
 
 def _pass(name: str, detail: str, value: float | int | None = None) -> CheckResult:
@@ -638,8 +633,8 @@ def sample_list_message(build: Build, settings: Settings) -> bytes:
     values = sample_values(settings, build.edition)
     template = MessageTemplate.from_build(build)
     recipient = Recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME)
-    personal = Personal(recipient, values, _sample_headers(settings, values["unsubscribe_url"]))
-    return template.render(personal, template.new_message_id())
+    headers = _sample_headers(settings, values["unsubscribe_url"])
+    return template.render(recipient, values, headers, template.new_message_id())
 
 
 def _parts(eml: bytes) -> tuple[str, str, int]:
@@ -677,6 +672,36 @@ def _check_tokens(build: Build) -> CheckResult:
     return _pass("placeholders", "the build carries the per-recipient unsubscribe token in both parts")
 
 
+def _check_web(build: Build, settings: Settings) -> list[CheckResult]:
+    """The edition's page in the web archive: where it goes, and that nothing personal is left on it."""
+    from .archive import leftover_placeholders, site_path
+    from .personalize import view_url
+
+    url = view_url(settings, build.edition)
+    results = []
+    if site_path(settings, url) is None:
+        results.append(
+            CheckResult(
+                "web-page",
+                "warn",
+                f"view_url {url} is not under base_url {settings.base_url}, so digest archive makes no page for "
+                'it and "View in browser" leads nowhere it publishes; set view_url = "{base_url}/digest/{edition}"',
+            )
+        )
+    left = leftover_placeholders(build, settings)
+    if left:
+        results.append(
+            _fail(
+                "web-placeholders",
+                f"the edition's public web page would carry the recipient placeholder(s) {', '.join(left)}; mark the "
+                'element that holds it class="personal" in the template (the web page leaves those out)',
+            )
+        )
+    else:
+        results.append(_pass("web-placeholders", "the web archive's page carries no recipient placeholder"))
+    return results
+
+
 def run_checks(build_folder: Path, settings: Settings, *, spamassassin: bool | None = None) -> list[CheckResult]:
     """All offline checks over the build in `build_folder`. `spamassassin`: None or True runs it when
     installed (a "skip" result otherwise), False skips it."""
@@ -691,6 +716,7 @@ def check_build(build: Build, settings: Settings, *, spamassassin: bool | None =
     results += check_message(eml, settings, list_send=True)
     results += check_html(html, settings, preheader=build.preheader, edition=build.edition, wire_bytes=wire)
     results += check_text(text, settings, edition=build.edition)
+    results += _check_web(build, settings)
     if spamassassin is False:
         results.append(CheckResult("spamassassin", "skip", "skipped on request (--no-spamassassin)"))
     else:

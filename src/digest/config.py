@@ -115,6 +115,16 @@ class Words:
     unsubscribe: str = "Unsubscribe"  # the footer link's text; `digest check` looks for it
     and_more_one: str = "and {count} more"  # subject: "<lead title> and 1 more"
     and_more_other: str = "and {count} more"  # subject: "<lead title> and 12 more"
+    add_to_calendar: str = "Add to calendar"  # before an event's calendar links
+    google_calendar: str = "Google Calendar"
+    calendar_file: str = "Apple, Outlook (.ics)"  # the link to the event's .ics file
+    archive_title: str = "{name}: past editions"  # the web archive's index page and feed
+    all_editions: str = "All editions"  # an archived edition's link back to the index
+    subscribe: str = "Subscribe"  # the web page's sign-up link, in place of the email's unsubscribe
+    sent_on: str = "Sent {date}"  # an edition on the index page
+    items_one: str = "{count} item"
+    items_other: str = "{count} items"
+    feed: str = "Atom feed"
 
     def say(self, name: str, /, **values: object) -> str:
         """The phrase `name` with its values filled in: words.say("posted", date="May 1, 2020")."""
@@ -140,6 +150,10 @@ WORD_FIELDS: dict[str, frozenset[str]] = {
     "subscribed": frozenset({"name"}),
     "and_more_one": frozenset({"count"}),
     "and_more_other": frozenset({"count"}),
+    "archive_title": frozenset({"name"}),
+    "sent_on": frozenset({"date"}),
+    "items_one": frozenset({"count"}),
+    "items_other": frozenset({"count"}),
 }
 
 
@@ -157,6 +171,8 @@ class Settings:
     view_url: str = "{base_url}/digest/{edition}"
     unsubscribe_url: str = "{base_url}/unsubscribe?token={token}"
     unsubscribe_mailto: str = ""
+    signup_url: str = ""  # the web archive's sign-up (or contact) link, in place of the email's unsubscribe
+    ics_url: str = "{base_url}/events/{id}.ics"  # an event's calendar file ("" for none); digest archive writes it
     language: str = "en"
     direction: str = "ltr"
     timezone: str = "America/Chicago"
@@ -174,6 +190,7 @@ class Settings:
     build_dir: Path = Path("build")
     outbox_dir: Path = Path("outbox")
     ledger_path: Path = Path("ledger.sqlite3")
+    archive_dir: Path = Path("archive")
     suppression_file: Path = Path("suppressions.csv")
     backend: str = "outbox"
     utm: bool = True
@@ -189,7 +206,9 @@ class Settings:
 
 REQUIRED = ("name", "slug", "sender")
 _EXAMPLES = {"name": '"My Newsletter"', "slug": '"my-newsletter"', "sender": '"My Newsletter <news@example.org>"'}
-_PATH_KEYS = {"content_dir", "templates_dir", "build_dir", "outbox_dir", "ledger_path", "suppression_file"}
+_PATH_KEYS = {
+    "content_dir", "templates_dir", "build_dir", "outbox_dir", "ledger_path", "archive_dir", "suppression_file"
+}  # fmt: skip
 _NESTED = {"smtp": SmtpSettings, "sendgrid": SendGridSettings, "words": Words}
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 

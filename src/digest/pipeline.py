@@ -327,6 +327,10 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
 
             plan.cancel()
             raise DigestError(f"Not confirmed; nothing sent. ({plan.summary()})")
+        if ledger is not None and plan.mode == "send" and plan.to_send:
+            from .archive import store_web_version
+
+            store_web_version(ledger, built, settings)  # the web archive is rebuilt from the ledger alone
         with hooks.progress(plan.to_send) as bar:
             return execute_send(plan, personalize=personalize, progress=bar.update)
 

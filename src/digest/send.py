@@ -60,6 +60,7 @@ class RowProblemLike(Protocol):
     line: int
     email: str
     reason: str
+    kind: str  # invalid | duplicate | suppressed
 
 
 def held_text(edition: str, count: int, batches: list[BatchInfo]) -> str:
@@ -103,26 +104,14 @@ class Tally:
         return self.invalid + self.suppressed + self.duplicates
 
     def add(self, problem: RowProblemLike) -> None:
-        kind = _problem_kind(problem)
-        if kind == "suppressed":
+        if problem.kind == "suppressed":
             self.suppressed += 1
-        elif kind == "duplicate":
+        elif problem.kind == "duplicate":
             self.duplicates += 1
         else:
             self.invalid += 1
         if len(self.rows) < REPORT_CAP:
-            self.rows.append(ProblemRow(problem.line, problem.email, problem.reason, kind))
-
-
-def _problem_kind(problem: RowProblemLike) -> str:
-    """invalid | suppressed | duplicate, from RowProblem.kind when it has one, else from the reason's words."""
-    kind = str(getattr(problem, "kind", "") or "").lower()
-    text = kind or problem.reason.lower()
-    if "suppress" in text or "unsubscri" in text:
-        return "suppressed"
-    if "duplicate" in text:
-        return "duplicate"
-    return "invalid"
+            self.rows.append(ProblemRow(problem.line, problem.email, problem.reason, problem.kind))
 
 
 @dataclass
@@ -446,11 +435,6 @@ class SendReport:
             parts.append(f"stopped early, {self.pending_left:,} not sent yet: {self.stopped}; re-run to continue")
         return "; ".join(parts) + skip + "." + held
 
-    def raise_for_partial(self) -> None:
-        """For callers that prefer an exception: PartialFailure (exit 4) carrying `message`."""
-        if self.exit_code:
-            raise PartialFailure(self.message)
-
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data.update(dry_run=self.dry_run, test=self.test, exit_code=self.exit_code, message=self.message)
@@ -499,35 +483,6 @@ def execute_send(
         _send_ledgered(plan, report, personalize, progress, max_unknown_in_a_row)
     report.duration_s = round(time.monotonic() - plan.started, 3)
     return report
-
-
-def send_edition(
-    build: Build,
-    backend: Backend,
-    recipients: Iterable[Recipient | RowProblemLike] | None,
-    *,
-    ledger: BatchStore | None,
-    personalize: Personalize,
-    test: bool = False,
-    dry_run: bool = False,
-    unknown: UnknownPolicy = "stop",
-    allow_changed: bool = False,
-    retry_failed: bool = False,
-    progress: Progress | None = None,
-) -> SendReport:
-    """prepare_send + execute_send without a confirmation in between (for --yes and scripts)."""
-    plan = prepare_send(
-        build,
-        backend,
-        recipients,
-        ledger=ledger,
-        test=test,
-        dry_run=dry_run,
-        unknown=unknown,
-        allow_changed=allow_changed,
-        retry_failed=retry_failed,
-    )
-    return execute_send(plan, personalize=personalize, progress=progress)
 
 
 def _send_test(plan: SendPlan, report: SendReport, personalize: Personalize, progress: Progress | None) -> None:

@@ -235,6 +235,8 @@ class SendGridBackend:
             if "@" not in reply_email:
                 raise DeliveryError(f"reply_to {build.reply_to!r} is not an email address; fix 'reply_to'")
             base["reply_to"] = _address(reply_email, reply_name)
+        if build.list_id:  # the List-Id that message.py writes for the outbox and SMTP
+            base["headers"] = {"List-Id": build.list_id}
         if self.settings.asm_group_id:
             base["asm"] = {"group_id": self.settings.asm_group_id}
         if self.settings.sandbox:

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 
 from ..config import SmtpSettings
 from ..errors import DeliveryError
+from ..message import MessageTemplate
 from ..models import Build
 from .base import BatchResult, Personal
-from .mime import MessageTemplate
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class SmtpBackend:
             code, resp = conn.docmd("DATA")
             if code != 354:
                 raise _Refused("DATA", code, _reply(resp))
-            conn.send(_dot_stuffed(data) + b".\r\n")  # data ends with CRLF (mime.py)
+            conn.send(_dot_stuffed(data) + b".\r\n")  # data ends with CRLF (message.py)
         except smtplib.SMTPServerDisconnected as exc:
             raise _Dropped(str(exc)) from None
         try:
@@ -281,7 +281,7 @@ class SmtpBackend:
         rcpt = p.recipient.email
         sender = template.envelope_from
         options: list[str] = []
-        data = template.render(p, template.new_message_id())
+        data = template.render(p.recipient, p.values, p.headers, template.new_message_id())
         temporary = 0
         dropped = 0
         while True:
@@ -355,7 +355,7 @@ class SmtpBackend:
         if not (rcpt.isascii() and sender.isascii()):
             return None
         envelope = f"MAIL FROM:{smtplib.quoteaddr(sender)}\r\nRCPT TO:{smtplib.quoteaddr(rcpt)}\r\nDATA\r\n"
-        data = _dot_stuffed(template.render(p, template.new_message_id())) + b".\r\n"
+        data = _dot_stuffed(template.render(p.recipient, p.values, p.headers, template.new_message_id())) + b".\r\n"
         return _Piped(p, envelope.encode("ascii"), data)
 
     def _send_piped(
