@@ -43,7 +43,7 @@ from .errors import ConfigError
 from .message import MessageTemplate
 from .models import Build, Recipient
 from .personalize import FIELDS, SAMPLE_EMAIL, SAMPLE_NAME, fill, html_token, sample_values, text_token
-from .unsubscribe import ONE_CLICK, list_unsubscribe_headers
+from .unsubscribe_links import ONE_CLICK, list_unsubscribe_headers
 
 Status = Literal["pass", "warn", "fail", "skip"]
 

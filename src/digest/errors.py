@@ -109,6 +109,10 @@ class WebhookKeyError(ConfigError):
     """DIGEST_SENDGRID_WEBHOOK_KEY is missing or is not a SendGrid verification key."""
 
 
+class BadToken(DigestError):
+    """An unsubscribe token is malformed, tampered with, or signed with another secret."""
+
+
 class SuppressionError(DigestError):
     """A suppression cannot be added or removed as asked (not listed, in the file, a complaint without --yes)."""
 
