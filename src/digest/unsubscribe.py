@@ -18,8 +18,6 @@ from urllib.parse import parse_qs, urlencode
 
 from .config import Settings, load_settings
 from .errors import BadToken, ConfigError, DigestError
-from .unsubscribe_links import Unsubscriber as Unsubscriber  # re-exported: pipeline.py imports it from here
-from .unsubscribe_links import list_unsubscribe_headers as list_unsubscribe_headers  # re-exported, as above
 from .unsubscribe_links import unsubscribe_path
 from .unsubscribe_tokens import (
     MAKE_SECRET,
@@ -27,9 +25,9 @@ from .unsubscribe_tokens import (
     OLD_SECRETS_VAR,
     SECRET_VAR,
     old_secrets_from_env,
+    secret_from_env,
     verify_token,
 )
-from .unsubscribe_tokens import secret_from_env as secret_from_env  # re-exported, as above
 from .webhook import PATH as WEBHOOK_PATH
 
 if TYPE_CHECKING:
