@@ -6,7 +6,7 @@ And with --ledger: how big is the ledger after one and two editions to 1,000,000
     python benchmarks/prepare_1m.py --rows 200000 --json benchmarks/out/prepare.json
     python benchmarks/prepare_1m.py --ledger --baseline e7f24bf   # ledger sizes, this tree vs schema 2 (e7f24bf)
 
---ledger sends two editions to the same list through the real send loop (send.send_edition: the CSV
+--ledger sends two editions to the same list through the real send loop (send.prepare_send + execute_send: the CSV
 streamed in, batches of 1,000 claimed, reserved, promoted and recorded, the newsletter lock held) to a
 backend that accepts every batch at once, so only the ledger's work is left; after each edition it
 reports the ledger's size on disk (the file, once the last connection has closed it), the time and the
@@ -182,7 +182,7 @@ def ledger_child(csv_path: str, ledger_path: str, editions: int) -> None:
     from digest.lock import newsletter_lock
     from digest.models import Build
     from digest.recipients import read_recipients
-    from digest.send import send_edition
+    from digest.send import execute_send, prepare_send
 
     class AcceptAll:
         """A provider that takes every batch at once: what is left to measure is the ledger."""
@@ -205,8 +205,8 @@ def ledger_child(csv_path: str, ledger_path: str, editions: int) -> None:
                       manifest={})  # fmt: skip
         started = time.perf_counter()
         with newsletter_lock(path, "bench"), Ledger.open(path) as ledger:
-            report = send_edition(build, AcceptAll(), read_recipients(Path(csv_path)), ledger=ledger,
-                                  personalize=lambda r: Personal(r, {}, {}))  # fmt: skip
+            plan = prepare_send(build, AcceptAll(), read_recipients(Path(csv_path)), ledger=ledger)
+            report = execute_send(plan, personalize=lambda r: Personal(r, {}, {}))
         seconds = time.perf_counter() - started
         print(json.dumps({"edition": month, "sent": report.sent, "seconds": seconds, "bytes": path.stat().st_size,
                           "hwm_mb": _status()["VmHWM"]}), flush=True)  # fmt: skip

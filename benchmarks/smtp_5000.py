@@ -500,14 +500,14 @@ def breakdown(inp: Inputs, sink: Sink, rounds: int) -> dict[str, Any]:
     from digest.build import read_build
     from digest.config import load_settings
     from digest.deliver.base import Personal
-    from digest.deliver.mime import MessageTemplate
     from digest.deliver.smtp import _dot_stuffed
     from digest.ledger import Ledger
     from digest.lock import newsletter_lock
+    from digest.message import MessageTemplate
     from digest.personalize import view_url, with_shared_values
     from digest.pipeline import _personalizer
     from digest.recipients import read_recipients
-    from digest.send import send_edition
+    from digest.send import execute_send, prepare_send
 
     source = source_fingerprint()
     one = inp.root / "one.csv"
@@ -540,7 +540,7 @@ def breakdown(inp: Inputs, sink: Sink, rounds: int) -> dict[str, Any]:
     recipients = [r for r in read_recipients(inp.members) if not hasattr(r, "reason")]
     personals: list[Personal] = [personalize(r) for r in recipients]
     template = MessageTemplate.from_build(build)
-    rendered = [template.render(p, template.new_message_id()) for p in personals[:200]]
+    rendered = [template.render(p.recipient, p.values, p.headers, template.new_message_id()) for p in personals[:200]]
     sample = rendered * (inp.count // len(rendered))
 
     loop = []
@@ -548,16 +548,15 @@ def breakdown(inp: Inputs, sink: Sink, rounds: int) -> dict[str, Any]:
         ledger_path = cfg / f"ledger-{rep}.sqlite3"
         started = time.process_time()
         with newsletter_lock(ledger_path, build.newsletter), Ledger.open(ledger_path) as ledger:
-            report = send_edition(
-                build, _NullBackend(), read_recipients(inp.members), ledger=ledger, personalize=personalize
-            )
+            plan = prepare_send(build, _NullBackend(), read_recipients(inp.members), ledger=ledger)
+            report = execute_send(plan, personalize=personalize)
         loop.append((time.process_time() - started) / inp.count * 1e6)
         assert report.sent == inp.count, report.message
     parts = {
         "send loop with a null backend (CSV, ledger, personalise)": statistics.median(loop),
         "  of which personalise (unsubscribe token, URL, headers)": _cpu_per_item(personalize, recipients, rounds),
         "MIME render (MessageTemplate.render)": _cpu_per_item(
-            lambda p: template.render(p, template.new_message_id()), personals, rounds
+            lambda p: template.render(p.recipient, p.values, p.headers, template.new_message_id()), personals, rounds
         ),
         "dot-stuffing, digest now (regex \\n\\.)": _cpu_per_item(_dot_stuffed, sample, rounds),
         "dot-stuffing, smtplib's / digest before ((?m)^\\.)": _cpu_per_item(smtplib._quote_periods, sample, rounds),

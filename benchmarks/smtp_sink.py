@@ -1,6 +1,7 @@
 """A counting SMTP sink (aiosmtpd) for benchmarks/smtp_5000.py, run as its own process.
 
     python benchmarks/smtp_sink.py --port 8025 --control 8026
+    python benchmarks/smtp_sink.py --port 8025 --control 8026 --delay 0.02 --pipelining
 
 The SMTP handler only counts: messages, recipients, bytes of DATA and connections; it answers 250 and
 keeps nothing. The control port is a tiny side channel on 127.0.0.1: connect, send one line, read one
@@ -9,6 +10,11 @@ JSON line back.
     stats   -> {"messages": N, "recipients": N, "bytes": N, "connections": N, "cpu_s": server CPU so far}
     reset   -> the same, then every counter (not cpu_s) back to 0
     quit    -> the same, then the server exits
+
+`--delay S` answers every command S seconds after reading it, like a relay S seconds away (one round trip):
+the reply is scheduled and the next command read at once, so commands sent together (pipelined) wait S
+once, not once each. `--pipelining` offers PIPELINING in the EHLO answer (aiosmtpd reads pipelined
+commands in order but does not say so), as Postfix and the big providers do.
 
 Running apart from the client keeps the client's CPU accounting (os.wait4 of the client process) and
 GIL free of the server's work. The server's host name is fixed so aiosmtpd never calls
@@ -32,7 +38,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 class Counter:
     """aiosmtpd handler: counts, answers 250."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = False) -> None:
+        self.pipelining = pipelining
         self.messages = 0
         self.recipients = 0
         self.bytes = 0
@@ -44,6 +51,14 @@ class Counter:
         content = envelope.original_content if envelope.original_content is not None else envelope.content
         self.bytes += len(content or b"")
         return "250 OK"
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     def stats(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -59,14 +74,33 @@ class Counter:
         self.messages = self.recipients = self.bytes = self.connections = 0
 
 
-async def serve(host: str, port: int, control: int) -> None:
-    counter = Counter()
+class _Distant(SMTP):
+    """aiosmtpd's SMTP with every reply written `delay` seconds after it was made (in order)."""
+
+    delay = 0.0
+
+    async def push(self, status: str | bytes) -> None:
+        response = status.encode("utf-8") if isinstance(status, str) else status
+        if response.startswith(b"221"):  # the goodbye: written before the connection closes
+            self._late(response + b"\r\n")
+            return
+        asyncio.get_running_loop().call_later(self.delay, self._late, response + b"\r\n")
+
+    def _late(self, data: bytes) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(data)
+
+
+async def serve(host: str, port: int, control: int, delay: float = 0.0, pipelining: bool = False) -> None:
+    counter = Counter(pipelining)
     loop = asyncio.get_running_loop()
     done = loop.create_future()
+    _Distant.delay = delay
 
     def factory() -> SMTP:
         counter.connections += 1
-        return SMTP(counter, hostname="sink.localhost", ident="counting sink")
+        kind = _Distant if delay else SMTP
+        return kind(counter, hostname="sink.localhost", ident="counting sink")
 
     smtp_server = await loop.create_server(factory, host, port)
 
@@ -94,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8025)
     ap.add_argument("--control", type=int, default=8026)
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds before each reply (default 0)")
+    ap.add_argument("--pipelining", action="store_true", help="offer PIPELINING (RFC 2920)")
     args = ap.parse_args(argv)
-    asyncio.run(serve(args.host, args.port, args.control))
+    asyncio.run(serve(args.host, args.port, args.control, args.delay, args.pipelining))
     return 0
 
 

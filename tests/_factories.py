@@ -339,3 +339,13 @@ def copy_newsletter(folder: Path) -> Path:
     shutil.copytree(repo / "content", folder / "content")
     shutil.copy(repo / "digest.toml", folder / "digest.toml")
     return folder
+
+
+def send_edition(build: Build, backend: Any, recipients: Any, *, ledger: Any, personalize: Any, **options: Any) -> Any:
+    """send.prepare_send + send.execute_send with no confirmation between them (what `--yes` does);
+    `options` are prepare_send's (test, dry_run, unknown, ...) and execute_send's `progress`."""
+    from digest.send import execute_send, prepare_send
+
+    progress = options.pop("progress", None)
+    plan = prepare_send(build, backend, recipients, ledger=ledger, **options)
+    return execute_send(plan, personalize=personalize, progress=progress)

@@ -4,7 +4,9 @@
 
 - `Sink`: a handler that stores every message and can misbehave on purpose: answer 4xx a number of
   times or 5xx always for chosen addresses, drop the connection before MAIL once a connection has
-  carried N messages, or drop it after reading a message's DATA without answering.
+  carried N messages, or drop it after reading a message's DATA without answering. With
+  `pipelining=True` it offers PIPELINING (aiosmtpd reads commands in order but does not say so) and
+  counts the MAIL commands that arrived with their RCPT already behind them (`grouped`).
 - `running(handler, **smtp_kwargs)`: a started aiosmtpd Controller on a free port.
 - `make_tls_files(folder)`: a self-signed certificate for 127.0.0.1/localhost, made at test time.
 - fixtures: `smtp_sink` (plain), `tls_files` (cert, key), `smtp_tls_auth` (STARTTLS required, AUTH
@@ -56,6 +58,8 @@ class Sink:
     drop_after_data: set[int] = field(default_factory=set)  # message numbers (1-based) stored, then no answer
     messages: list[Received] = field(default_factory=list)
     rcpt_attempts: dict[str, int] = field(default_factory=dict)
+    pipelining: bool = False  # offer PIPELINING in the EHLO answer
+    grouped: int = 0  # MAIL commands whose RCPT had already arrived (sent in one go: pipelined)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -87,6 +91,8 @@ class Sink:
     ) -> list[str]:
         self._connection_id(session)
         session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_MAIL(
@@ -99,6 +105,9 @@ class Sink:
             return "250 OK"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        if b"RCPT TO" in bytes(getattr(server._reader, "_buffer", b"")):  # aiosmtpd's StreamReader buffer
+            with self._lock:
+                self.grouped += 1
         return "250 OK"
 
     async def handle_RCPT(

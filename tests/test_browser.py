@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _browser import OVERFLOW_JS, BrowserError, Chromium, Session, as_url, find_chromium
 
-from digest.browser import OVERFLOW_JS, BrowserError, Chromium, Session, as_url, find_chromium
 from digest.config import load_settings
 from digest.models import Build
 from digest.pipeline import build_edition

@@ -61,7 +61,6 @@ def test_the_command_line_shows_the_warning_on_stderr(repo: Path) -> None:
     runner = CliRunner(env={"DIGEST_SMPT_HOST": "mail.example.org"})
     result = runner.invoke(main, ["--config", str(repo / "digest.toml"), "history", "--json"])
     assert result.exit_code == 0, result.output
-    assert "Warning: DIGEST_SMPT_HOST is not a variable digest reads and is ignored; did you mean DIGEST_SMTP_HOST?" in (
-        result.stderr
-    )
+    warning = "DIGEST_SMPT_HOST is not a variable digest reads and is ignored; did you mean DIGEST_SMTP_HOST?"
+    assert f"Warning: {warning}" in result.stderr
     assert "mail.example.org" not in result.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _factories import send_edition
 from _smtp_server import Sink, running
 
 from digest.config import SendGridSettings, SmtpSettings
@@ -25,7 +26,7 @@ from digest.errors import DeliveryError, UnsettledBatches
 from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
-from digest.send import SendReport, send_edition
+from digest.send import SendReport
 from digest.testing.sendgrid_emulator import SendGridEmulator
 
 ED = "mayors-innovation-2020-01"

@@ -41,7 +41,7 @@ def test_sigkilled_runs_never_double_or_lose_anyone(tmp_path: Path) -> None:
     kr: Any = harness()
     seed = int(os.environ.get("DIGEST_KILL_SEED", random.randrange(1 << 30)))
     with SendGridEmulator() as emulator:
-        figures = kr.campaign(tmp_path, emulator, recipients=5000, batch_size=250, kills=10, seed=seed, delay=0.1)
+        figures = kr.campaign(tmp_path, emulator, recipients=5000, batch_size=250, kills=10, seed=seed, delay=0.3)
     context = f"seed {seed} (DIGEST_KILL_SEED={seed} to repeat): {figures}"
     assert figures.kills >= 10, context
     assert figures.violations == [], context

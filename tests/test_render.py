@@ -383,10 +383,12 @@ def test_html_is_escaped_and_text_is_not(golden_html: str, settings: Settings) -
 
 
 def test_item_links_are_utm_tagged_placeholders_not(golden_html: str) -> None:
-    """Item links carry utm_* for this edition; the view and unsubscribe links are left alone."""
+    """Item links carry utm_* for this edition; the view, unsubscribe and calendar links are left alone."""
     hrefs = [a.get("href") for a in _doc(golden_html).iter("a")]
     tagged = [h for h in hrefs if "utm_campaign=mayors-innovation-2020-01" in h]
-    assert len(tagged) == len(hrefs) - 2
+    calendar = [h for h in hrefs if h.startswith("https://calendar.google.com/") or h.endswith(".ics")]
+    assert calendar and not set(calendar) & set(tagged)
+    assert len(tagged) == len(hrefs) - 2 - len(calendar)
     assert "https://example.org/register?event=winter-2020&src=mail&utm_source=digest" in "".join(hrefs)
 
 

@@ -22,8 +22,8 @@ def cron_command(repo: Path) -> list[str]:
     block = re.search(r"```cron\n(.*?)\n```", readme, re.S)
     assert block, "README has no ```cron block"
     line = block.group(1).strip()
-    command = line.rsplit("digest ", 1)[1].split(">>", 1)[0]
-    return shlex.split(command)
+    command = line.split("digest send ", 1)[1].split(">>", 1)[0]
+    return ["send", *shlex.split(command)]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _factories import send_edition
 
 from digest.deliver.base import BatchResult, Personal
 from digest.errors import BatchOutcomeUnknown, DeliveryError, LedgerError, UnsettledBatches
@@ -15,7 +16,7 @@ from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
 from digest.recipients import read_recipients
-from digest.send import REPORT_CAP, SendReport, execute_send, prepare_send, send_edition
+from digest.send import REPORT_CAP, SendReport, execute_send, prepare_send
 
 ED = "mayors-innovation-2020-01"
 
@@ -51,6 +52,7 @@ class ScriptedBackend:
     """
 
     batch_size: int = 3
+    concurrency: int = 1
     script: dict[int, str] = field(default_factory=dict)
     name: str = "scripted"
     delivered: list[str] = field(default_factory=list)
@@ -440,3 +442,55 @@ def test_at_most_one_batch_is_ever_handed_over_and_unanswered(ledger_path: Path)
         attempts = {r[0] for r in ledger._db.conn.execute("SELECT attempts FROM recipients")}
         assert attempts == {1}
         assert [b.size for b in ledger.batches(ED)] == [3, 3, 3, 1]
+
+
+def test_requests_in_flight_are_bounded_by_the_backend_concurrency(ledger_path: Path) -> None:
+    """With concurrency 3, three batches are out at once (a barrier proves it), never more are handed over
+    without an answer, and every recipient is sent once with one attempt."""
+    import sqlite3
+    import threading
+
+    barrier = threading.Barrier(3, timeout=10)
+    lock = threading.Lock()
+    in_flight_seen: list[int] = []
+
+    class Wide(ScriptedBackend):
+        def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+            conn = sqlite3.connect(ledger_path)
+            try:
+                n = conn.execute("SELECT count(*) FROM batches WHERE state = 'in_flight'").fetchone()[0]
+            finally:
+                conn.close()
+            with lock:
+                in_flight_seen.append(n)
+                self.delivered += [p.recipient.email for p in batch]
+            if len(in_flight_seen) <= 3:
+                barrier.wait()  # the first three meet here: they are out together
+            return BatchResult(sent=[p.recipient.email for p in batch], provider_id=batch_id)
+
+    backend = Wide(batch_size=2, concurrency=3)
+    report = run(ledger_path, backend, people(15))
+    assert report.sent == 15 and report.exit_code == 0 and max(in_flight_seen) <= 3
+    assert sorted(backend.delivered) == sorted(f"user{i}@example.org" for i in range(15))
+    with Ledger.open(ledger_path) as ledger:
+        assert {r[0] for r in ledger._db.conn.execute("SELECT attempts FROM recipients")} == {1}
+        assert sorted(b.size for b in ledger.batches(ED)) == [1] + [2] * 7
+
+
+def test_a_refusal_with_requests_in_flight_waits_for_their_answers(ledger_path: Path) -> None:
+    """A DeliveryError on one batch stops new batches; the batches still out are recorded before it is raised."""
+    import threading
+
+    refused = threading.Event()
+
+    class Refusing(ScriptedBackend):
+        def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+            if batch_id.endswith("b00001"):
+                refused.set()
+                raise DeliveryError("scripted: 401 bad key; set SENDGRID_API_KEY")
+            refused.wait(5)  # answered after the refusal came in
+            return BatchResult(sent=[p.recipient.email for p in batch], provider_id=batch_id)
+
+    with pytest.raises(DeliveryError, match="401 bad key.*this run sent 4 before it stopped"):
+        run(ledger_path, Refusing(batch_size=2, concurrency=3), people(10))
+    assert counts(ledger_path) == {"pending": 6, "in_flight": 0, "sent": 4, "failed": 0, "unknown": 0}

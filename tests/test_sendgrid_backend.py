@@ -9,6 +9,7 @@ import random
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import _factories as factories
@@ -91,6 +92,16 @@ def test_2500_recipients_go_in_three_valid_requests_each_personalised(emulator: 
         assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+def test_list_id_is_a_message_header_of_every_request(emulator: SendGridEmulator) -> None:
+    """The build's List-Id goes once per request (message-level headers), so every recipient's message has it."""
+    b = make_backend(emulator.url)
+    build = factories.make_build(HTML, TEXT, edition=EDITION, list_id="Mayors <mayors-innovation.example.org>")
+    b.send_batch(build, [person(1), person(2)], "b1")
+    b.close()
+    assert bodies(emulator)[0]["headers"] == {"List-Id": "Mayors <mayors-innovation.example.org>"}
+    assert [m["headers"]["List-Id"] for m in emulator.messages()] == ["Mayors <mayors-innovation.example.org>"] * 2
+
+
 def test_substitutions_only_for_the_placeholders_the_content_has(emulator: SendGridEmulator) -> None:
     """Each personalization carries a substitution for every placeholder in the content (subject included)
     and for nothing else: %%email%% is in neither part here, so no recipient carries it."""
@@ -162,7 +173,7 @@ def test_429_wait_is_capped(emulator: SendGridEmulator) -> None:
     b = SendGridBackend(SendGridSettings(), host=emulator.url, sleep=sleeps.append, max_wait=5.0)
     b.open()
     assert b.send_batch(make_build(), [person(1)], "b1").sent == ["user1@example.org"]
-    assert sleeps == [5.0]
+    assert len(sleeps) == 1 and 4.9 < sleeps[0] <= 5.0
 
 
 def test_429_without_reset_backs_off_with_jitter(emulator: SendGridEmulator) -> None:
@@ -312,3 +323,93 @@ def test_host_comes_from_the_environment(emulator: SendGridEmulator, monkeypatch
     assert b.host == emulator.url
     b.open()
     assert b.send_batch(make_build(), [person(1)], "b1").sent == ["user1@example.org"]
+
+
+class _StandIn:
+    """A bare HTTP/1.1 server on 127.0.0.1 that reads each request and answers 202; it counts connections and,
+    with `close_after`, closes each connection after answering without saying so (an idle timeout)."""
+
+    def __init__(self, close_after: bool = False):
+        import http.server
+        import threading
+
+        self.ports: list[int] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.ports.append(self.client_address[1])
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.send_header("X-Message-Id", "standin")
+                self.end_headers()
+                self.close_connection = close_after
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_requests_share_one_kept_alive_connection() -> None:
+    """Batch after batch goes over the same HTTP connection (no connect, no TLS handshake per request)."""
+    stand_in = _StandIn()
+    try:
+        b = make_backend(stand_in.url)
+        for i in range(4):
+            assert b.send_batch(make_build(), [person(i)], f"b{i}").provider_id == "standin"
+        b.close()
+    finally:
+        stand_in.close()
+    assert len(stand_in.ports) == 4 and len(set(stand_in.ports)) == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    """A kept-alive connection the server has closed is replaced before sending, never an unknown outcome."""
+    stand_in = _StandIn(close_after=True)
+    try:
+        b = make_backend(stand_in.url)
+        for i in range(3):
+            assert b.send_batch(make_build(), [person(i)], f"b{i}").sent == [f"user{i}@example.org"]
+            time.sleep(0.05)  # the server's close reaches the client while the connection is idle
+        b.close()
+    finally:
+        stand_in.close()
+    assert len(set(stand_in.ports)) == 3
+
+
+def test_a_429_holds_back_the_next_request_of_every_batch(emulator: SendGridEmulator) -> None:
+    """After a 429 with a reset time, a request of another batch waits out the same pause before it leaves."""
+    emulator.add_fault(429, reset_in=30)
+    sleeps: list[float] = []
+    b = make_backend(emulator.url, sleeps)  # sleeps are recorded, not slept: the pause is still ahead
+    assert b.send_batch(make_build(), [person(1)], "b1").sent == ["user1@example.org"]
+    assert b.send_batch(make_build(), [person(2)], "b2").sent == ["user2@example.org"]
+    assert len(sleeps) == 2 and all(25 < s <= 31 for s in sleeps)  # the reset is a whole second
+    assert [r["status"] for r in emulator.requests()] == [429, 202, 202]
+
+
+def test_concurrency_defaults_to_four_and_is_bounded(tmp_path: Path) -> None:
+    """[sendgrid] concurrency is 4 unless set; 0 or more than 16 is refused naming the setting and its range."""
+    from digest.config import load_settings
+    from digest.errors import ConfigError
+
+    (tmp_path / "digest.toml").write_text(
+        'name = "News"\nslug = "news"\nsender = "News <news@example.org>"\n', encoding="utf-8"
+    )
+    assert SendGridBackend(load_settings(env={}, cwd=tmp_path).sendgrid).concurrency == 4
+    assert load_settings(env={"DIGEST_SENDGRID_CONCURRENCY": "1"}, cwd=tmp_path).sendgrid.concurrency == 1
+    for bad in ("0", "17"):
+        with pytest.raises(ConfigError, match=r"\[sendgrid\] concurrency must be 1\.\.16"):
+            load_settings(env={"DIGEST_SENDGRID_CONCURRENCY": bad}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match=r"\[smtp\] connections must be 1\.\.16"):
+        load_settings(env={"DIGEST_SMTP_CONNECTIONS": "0"}, cwd=tmp_path)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _factories import fresh_python
 from python_http_client.exceptions import (
     BadRequestsError,
     ForbiddenError,
@@ -31,8 +32,8 @@ from python_http_client.exceptions import (
 )
 from sendgrid import SendGridAPIClient
 
-from digest.testing import DEFAULT_API_KEY, Limits, RateLimit, SendGridEmulator
-from digest.testing import sendgrid_emulator as module
+from digest.testing.sendgrid_emulator import DEFAULT_API_KEY, Limits, RateLimit, SendGridEmulator
+from digest.testing.sendgrid_emulator import server as module
 
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 NOW = 1_800_000_000.0
@@ -1015,6 +1016,34 @@ def test_module_runs_by_hand_and_prints_how_to_use_it() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_without_jsonschema_the_command_names_the_extra() -> None:
+    """Without jsonschema, `python -m digest.testing.sendgrid_emulator` says to install digest[emulator]: exit 1,
+    no traceback; importing the emulator raises the same message."""
+    blocked = "import sys; sys.modules['jsonschema'] = None; "
+    run = fresh_python(
+        blocked + "import runpy; runpy.run_module('digest.testing.sendgrid_emulator', run_name='__main__')"
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "pip install 'digest[emulator]'" in run.stderr
+    imported = fresh_python(blocked + "from digest.testing.sendgrid_emulator import SendGridEmulator")
+    assert "ModuleNotFoundError" in imported.stderr and "digest[emulator]" in imported.stderr
+
+
+def test_the_command_line_loads_the_emulator_once() -> None:
+    """`python -m` runs __main__.py beside the server: the server module is imported once, not also as __main__."""
+    code = (
+        "import runpy, sys; sys.argv = ['x', '--help']\n"
+        "try:\n    runpy.run_module('digest.testing.sendgrid_emulator', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('digest.testing')))"
+    )
+    run = fresh_python(code)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == (
+        "['digest.testing', 'digest.testing.sendgrid_emulator', 'digest.testing.sendgrid_emulator.server']"
+    )
 
 
 def test_malformed_http_gets_a_json_error_too(emu: SendGridEmulator) -> None:

@@ -17,8 +17,8 @@ from html import escape
 from pathlib import Path
 
 import pytest
+from _browser import BrowserError, Chromium
 
-from digest.browser import BrowserError, Chromium
 from digest.config import load_settings
 from digest.errors import ContentError, Problem, ServeError
 from digest.pipeline import build_edition

@@ -36,6 +36,9 @@ HTML = "<p>Hi %%name%%</p>" + "<p>News &amp; more.</p>" * 30 + '<a href="%%unsub
 TEXT = "Hi %%name:text%%\n.a line that starts with a dot\n" + "News.\n" * 10 + "%%unsubscribe_url:text%%\n"
 
 
+PIPELINING = pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelining"])
+
+
 def make_build() -> Build:
     return factories.make_build(HTML, TEXT)
 
@@ -142,9 +145,10 @@ def test_connection_refused_is_a_delivery_error() -> None:
         backend(port).open()
 
 
-def test_temporary_refusal_is_retried_then_sent() -> None:
+@PIPELINING
+def test_temporary_refusal_is_retried_then_sent(pipelining: bool) -> None:
     """A recipient greylisted twice (451) is retried after the configured delays and then delivered."""
-    sink = Sink(temporary={"grey@example.org": 2})
+    sink = Sink(temporary={"grey@example.org": 2}, pipelining=pipelining)
     sleeps: list[float] = []
     with running(sink) as controller:
         b = backend(controller.port, sleeps, retry_delays=(0.01, 0.02))
@@ -156,9 +160,10 @@ def test_temporary_refusal_is_retried_then_sent() -> None:
     assert sink.recipients() == result.sent
 
 
-def test_temporary_refusal_gives_up_after_bounded_tries() -> None:
+@PIPELINING
+def test_temporary_refusal_gives_up_after_bounded_tries(pipelining: bool) -> None:
     """A recipient that keeps answering 451 is reported failed after 1 + len(retry_delays) tries."""
-    sink = Sink(temporary={"grey@example.org": 99})
+    sink = Sink(temporary={"grey@example.org": 99}, pipelining=pipelining)
     with running(sink) as controller:
         b = backend(controller.port, [], retry_delays=(0.0, 0.0))
         b.open()
@@ -170,9 +175,10 @@ def test_temporary_refusal_gives_up_after_bounded_tries() -> None:
     ]
 
 
-def test_permanent_refusal_fails_one_recipient_and_the_rest_go_out() -> None:
+@PIPELINING
+def test_permanent_refusal_fails_one_recipient_and_the_rest_go_out(pipelining: bool) -> None:
     """A 550 for one address is recorded as that recipient's failure; the others are delivered."""
-    sink = Sink(permanent={"gone@example.org": "550 5.1.1 No such user"})
+    sink = Sink(permanent={"gone@example.org": "550 5.1.1 No such user"}, pipelining=pipelining)
     with running(sink) as controller:
         b = backend(controller.port)
         b.open()
@@ -183,9 +189,10 @@ def test_permanent_refusal_fails_one_recipient_and_the_rest_go_out() -> None:
     assert sink.recipients() == ["ann@example.org", "bob@example.org"]
 
 
-def test_dropped_connection_is_reopened_and_the_rest_arrive() -> None:
+@PIPELINING
+def test_dropped_connection_is_reopened_and_the_rest_arrive(pipelining: bool) -> None:
     """A server that hangs up after every 2 messages: the backend reconnects and all 5 arrive exactly once."""
-    sink = Sink(drop_every=2)
+    sink = Sink(drop_every=2, pipelining=pipelining)
     with running(sink) as controller:
         b = backend(controller.port)
         b.open()
@@ -197,9 +204,10 @@ def test_dropped_connection_is_reopened_and_the_rest_arrive() -> None:
     assert sink.connections == 3
 
 
-def test_connection_lost_after_data_is_unknown_and_not_resent() -> None:
+@PIPELINING
+def test_connection_lost_after_data_is_unknown_and_not_resent(pipelining: bool) -> None:
     """The server stores message 2 but never answers: that recipient is unknown, not resent; the rest are sent."""
-    sink = Sink(drop_after_data={2})
+    sink = Sink(drop_after_data={2}, pipelining=pipelining)
     with running(sink) as controller:
         b = backend(controller.port)
         b.open()
@@ -214,8 +222,8 @@ def test_connection_lost_after_data_is_unknown_and_not_resent() -> None:
 class _Vanishing(Sink):
     """Accepts `keep` messages, then stops listening and hangs up: the server is gone for good."""
 
-    def __init__(self, keep: int):
-        super().__init__()
+    def __init__(self, keep: int, pipelining: bool = False):
+        super().__init__(pipelining=pipelining)
         self.keep = keep
         self.controller: Controller | None = None
 
@@ -230,9 +238,10 @@ class _Vanishing(Sink):
         return await super().handle_MAIL(server, session, envelope, address, mail_options)
 
 
-def test_server_gone_mid_batch_reports_sent_and_not_sent_then_stops() -> None:
+@PIPELINING
+def test_server_gone_mid_batch_reports_sent_and_not_sent_then_stops(pipelining: bool) -> None:
     """Server lost after 2 of 4: those 2 are sent, 2 failed as 'not sent', and the next batch raises."""
-    sink = _Vanishing(keep=2)
+    sink = _Vanishing(keep=2, pipelining=pipelining)
     with running(sink) as controller:
         sink.controller = controller
         b = backend(controller.port)
@@ -278,3 +287,82 @@ def test_internationalised_address_goes_with_smtputf8(smtp_sink: tuple[Controlle
     result = b.send_batch(make_build(), people("j\u00fcrgen@example.org"), "b1")
     b.close()
     assert result.sent == ["j\u00fcrgen@example.org"] and sink.recipients() == ["j\u00fcrgen@example.org"]
+
+
+def test_pipelining_server_gets_each_message_in_one_exchange() -> None:
+    """A server offering PIPELINING gets MAIL, RCPT and DATA in one go for every message, bodies intact."""
+    sink = Sink(pipelining=True)
+    with running(sink) as controller:
+        b = backend(controller.port)
+        b.open()
+        batch = people(*(f"u{i}@example.org" for i in range(6)))
+        result = b.send_batch(make_build(), batch, "b1")
+        b.close()
+    assert result.sent == [p.recipient.email for p in batch] and result.provider_id == "Q1,Q2,Q3,Q4,Q5,Q6"
+    assert sink.recipients() == result.sent and sink.connections == 1 and sink.grouped == 6
+    for p, received in zip(batch, sink.messages, strict=True):
+        text = email.message_from_bytes(received.content, policy=email.policy.default).get_body(("plain",))
+        assert text is not None and text.get_content().replace("\r\n", "\n") == fill(TEXT, p.values)
+
+
+def test_without_pipelining_commands_go_one_at_a_time(smtp_sink: tuple[Controller, Sink]) -> None:
+    """A server that does not offer PIPELINING never gets a command before the previous answer."""
+    controller, sink = smtp_sink
+    b = backend(controller.port)
+    b.open()
+    assert b.send_batch(make_build(), people("a@example.org", "b@example.org"), "b1").sent
+    b.close()
+    assert sink.grouped == 0 and sink.recipients() == ["a@example.org", "b@example.org"]
+
+
+class _LateGreylist(Sink):
+    """Answers 451 at the end of DATA the first time it gets a message for `grey`, then accepts it."""
+
+    def __init__(self, grey: str):
+        super().__init__(pipelining=True)
+        self.grey = grey
+        self.refused = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.grey in envelope.rcpt_tos and not self.refused:
+            self.refused += 1
+            return "451 4.3.0 Try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_pipelined_data_refused_for_now_is_retried_after_the_batch() -> None:
+    """A 451 after a pipelined message's data: that message is sent again (once, after a delay) after the rest."""
+    sink = _LateGreylist("grey@example.org")
+    sleeps: list[float] = []
+    with running(sink) as controller:
+        b = backend(controller.port, sleeps, retry_delays=(0.01,))
+        b.open()
+        result = b.send_batch(make_build(), people("a@example.org", "grey@example.org", "c@example.org"), "b1")
+        b.close()
+    assert sorted(result.sent) == ["a@example.org", "c@example.org", "grey@example.org"] and result.failed == []
+    assert sink.recipients() == ["a@example.org", "c@example.org", "grey@example.org"] and sleeps == [0.01]
+
+
+def test_two_connections_send_batches_side_by_side_each_recorded_once(tmp_path: Path) -> None:
+    """[smtp] connections = 2: the send loop keeps two batches out, on two connections; everyone gets one."""
+    from digest.ledger import Ledger
+    from digest.lock import newsletter_lock
+
+    sink = Sink(pipelining=True)
+    build = make_build()
+    recipients = [factories.personal(f"u{i}@example.org", f"U{i}", one_click=False) for i in range(45)]
+    by_email = {p.recipient.email: p for p in recipients}
+    ledger_path = tmp_path / "ledger.sqlite3"
+    with running(sink) as controller:
+        b = backend(controller.port, batch_size=5, connections=2)
+        with newsletter_lock(ledger_path, build.newsletter), Ledger.open(ledger_path) as ledger:
+            report = factories.send_edition(
+                build,
+                b,
+                [p.recipient for p in recipients],
+                ledger=ledger,
+                personalize=lambda r: by_email[r.email],
+            )
+            counts = ledger.counts(build.edition)
+    assert b.concurrency == 2 and report.sent == 45 and report.exit_code == 0 and counts["sent"] == 45
+    assert sorted(sink.recipients()) == sorted(by_email) and sink.connections == 2

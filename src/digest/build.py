@@ -24,17 +24,16 @@ import datetime as dt
 import hashlib
 import json
 import os
-from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .config import Settings
 from .css import style_bytes
-from .errors import BuildError, ConfigError
-from .message import build_message
+from .errors import BuildError
+from .ics import event_record
+from .message import list_id, sample_message
 from .models import Build, Rendered, Selection
-from .personalize import fill, sample_values
 
 HTML_FILE = "email.html"
 TEXT_FILE = "email.txt"
@@ -68,20 +67,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _sample_message(rendered: Rendered, settings: Settings, edition: str) -> bytes:
-    """email.eml: the message as the preview's sample recipient would get it, headers included."""
-    from .unsubscribe import list_unsubscribe_headers
-
-    values = sample_values(settings, edition)
-    filled = dataclasses.replace(rendered, html=fill(rendered.html, values), text=fill(rendered.text, values))
-    try:
-        headers = list_unsubscribe_headers(values["unsubscribe_url"], settings.unsubscribe_mailto)
-    except ConfigError:
-        headers = {}  # not https: the sample still builds, and `digest check` says what is wrong
-    to = formataddr((values["name"], values["email"]))
-    return build_message(filled, settings, to=to, extra_headers=headers)
-
-
 def _manifest(
     rendered: Rendered, selection: Selection, settings: Settings, edition: str, files: dict[str, bytes]
 ) -> dict[str, Any]:
@@ -102,11 +87,18 @@ def _manifest(
             "upcoming": [item.id for item in selection.upcoming],
             "filters": selection.filters,
         },
+        # The event items' calendar facts: the web archive writes their .ics files from these.
+        "events": [
+            record.to_json()
+            for chosen in selection.items
+            if (record := event_record(chosen.item, online=settings.words.online)) is not None
+        ],
         "content_hash": content_hash(rendered.subject, rendered.html, rendered.text),
         "subject": rendered.subject,
         "preheader": rendered.preheader,
         "sender": settings.sender,
         "reply_to": settings.reply_to,
+        "list_id": list_id(settings),
         "sizes": {
             "html_bytes": len(files[HTML_FILE]),
             "text_bytes": len(files[TEXT_FILE]),
@@ -138,10 +130,25 @@ def write_build(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BuildError(f"{out_dir}: cannot create the build folder ({exc.strerror}); choose another --out") from None
+    built = Build(
+        folder=out_dir,
+        edition=edition,
+        newsletter=settings.slug,
+        period=selection.window.label,
+        content_hash=content_hash(rendered.subject, rendered.html, rendered.text),
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        html=rendered.html,
+        text=rendered.text,
+        sender=settings.sender,
+        reply_to=settings.reply_to,
+        manifest={},
+        list_id=list_id(settings),
+    )
     files: dict[str, bytes] = {
         HTML_FILE: rendered.html.encode("utf-8"),
         TEXT_FILE: rendered.text.encode("utf-8"),
-        EML_FILE: _sample_message(rendered, settings, edition),
+        EML_FILE: sample_message(built, settings),
         MJML_FILE: rendered.mjml.encode("utf-8"),
     }
     if preview_html is not None:
@@ -158,20 +165,8 @@ def write_build(
         raise BuildError(
             f"{out_dir}: cannot write the build ({exc.strerror}); check the folder's permissions and free space"
         ) from None
-    return Build(
-        folder=out_dir,
-        edition=edition,
-        newsletter=settings.slug,
-        period=selection.window.label,
-        content_hash=str(manifest["content_hash"]),
-        subject=rendered.subject,
-        preheader=rendered.preheader,
-        html=rendered.html,
-        text=rendered.text,
-        sender=settings.sender,
-        reply_to=settings.reply_to,
-        manifest=json.loads(json.dumps(manifest, default=str)),  # as read_build would return it
-    )
+    # As read_build would return it.
+    return dataclasses.replace(built, manifest=json.loads(json.dumps(manifest, default=str)))
 
 
 def _read_text(folder: Path, name: str, fix: str) -> str:
@@ -226,6 +221,7 @@ def read_build(folder: Path) -> Build:
         sender=manifest["sender"],
         reply_to=manifest["reply_to"],
         manifest=manifest,
+        list_id=str(manifest.get("list_id") or ""),
     )
 
 

@@ -263,18 +263,29 @@ def preview(ctx: click.Context, /, out: str | None, open_: bool, **kw: Any) -> N
 @selection_options
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--out", type=click.Path(file_okay=False), help="Build folder (default: config build_dir).")
+@click.option("--archive", "archive", is_flag=True, help="Serve the web archive (digest archive) instead.")
 @click.pass_context
-def serve(ctx: click.Context, /, port: int, out: str | None, **kw: Any) -> None:
+def serve(ctx: click.Context, /, port: int, out: str | None, archive: bool, **kw: Any) -> None:
     """Serve the preview on 127.0.0.1 and reload it when content, templates or config change.
+
+    With --archive, serve the web archive that 'digest archive' wrote (--out: its folder).
 
     \b
     Example:
       digest serve --month 2020-01 --port 8000
+      digest serve --archive
     """
     from .pipeline import serve_preview
 
+    settings = _settings(ctx)
+    if archive:
+        from .serve import serve_folder
+
+        folder = Path(out) if out else settings.path(settings.archive_dir)
+        serve_folder(folder, port=port, on_ready=lambda url: click.echo(f"Serving {folder} at {url} (Ctrl+C to stop)"))
+        return
     serve_preview(
-        _settings(ctx),
+        settings,
         _selection(kw),
         Path(out) if out else None,
         port=port,
@@ -577,6 +588,28 @@ def vacuum(ctx: click.Context, /) -> None:
     path = settings.path(settings.ledger_path)
     before, after = lookup.vacuum(path)
     click.echo(f"Vacuumed {path}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB.")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), help="Archive folder (default: config archive_dir).")
+@click.option("--include-unsent", is_flag=True, help="Add the editions built but not sent yet (a preview).")
+@click.pass_context
+def archive(ctx: click.Context, /, out: str | None, include_unsent: bool) -> None:
+    """Write the web archive: a page per edition sent (where "View in browser" points), index, feed, .ics files.
+
+    Everything comes from the ledger, so deleting the build folder loses nothing. The same ledger gives
+    the same bytes, and the folder is replaced whole: publish it with any static host.
+
+    \b
+    Example:
+      digest archive
+      digest archive --out public && digest serve --archive --out public
+    """
+    from .archive import write_archive
+
+    outcome = write_archive(_settings(ctx), Path(out) if out else None, include_unsent=include_unsent)
+    _warn(outcome.warnings)
+    click.echo(outcome.summary())
 
 
 @main.command("unsubscribe-server")

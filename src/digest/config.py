@@ -22,6 +22,7 @@ from .environment import warn_misspelt
 from .errors import ConfigError
 
 CONFIG_NAME = "digest.toml"
+MAX_IN_FLIGHT = 16  # [sendgrid] concurrency and [smtp] connections
 BACKENDS = ("outbox", "smtp", "sendgrid")  # deliver/registry.py maps each to its class
 SECRET_ENV = ("SENDGRID_API_KEY", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET")
 
@@ -52,6 +53,7 @@ class SmtpSettings:
     security: str = "starttls"  # starttls | ssl | none
     user: str = ""
     timeout: float = 30.0
+    connections: int = 2  # connections in parallel, one batch on each
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class SendGridSettings:
     categories: tuple[str, ...] = ("digest",)
     timeout: float = 30.0
     max_retries: int = 5
+    concurrency: int = 4  # requests out at once; 1: one after another
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,16 @@ class Words:
     unsubscribe: str = "Unsubscribe"  # the footer link's text; `digest check` looks for it
     and_more_one: str = "and {count} more"  # subject: "<lead title> and 1 more"
     and_more_other: str = "and {count} more"  # subject: "<lead title> and 12 more"
+    add_to_calendar: str = "Add to calendar"  # before an event's calendar links
+    google_calendar: str = "Google Calendar"
+    calendar_file: str = "Apple, Outlook (.ics)"  # the link to the event's .ics file
+    archive_title: str = "{name}: past editions"  # the web archive's index page and feed
+    all_editions: str = "All editions"  # an archived edition's link back to the index
+    subscribe: str = "Subscribe"  # the web page's sign-up link, in place of the email's unsubscribe
+    sent_on: str = "Sent {date}"  # an edition on the index page
+    items_one: str = "{count} item"
+    items_other: str = "{count} items"
+    feed: str = "Atom feed"
 
     def say(self, name: str, /, **values: object) -> str:
         """The phrase `name` with its values filled in: words.say("posted", date="May 1, 2020")."""
@@ -135,6 +148,10 @@ WORD_FIELDS: dict[str, frozenset[str]] = {
     "subscribed": frozenset({"name"}),
     "and_more_one": frozenset({"count"}),
     "and_more_other": frozenset({"count"}),
+    "archive_title": frozenset({"name"}),
+    "sent_on": frozenset({"date"}),
+    "items_one": frozenset({"count"}),
+    "items_other": frozenset({"count"}),
 }
 
 
@@ -152,6 +169,8 @@ class Settings:
     view_url: str = "{base_url}/digest/{edition}"
     unsubscribe_url: str = "{base_url}/unsubscribe?token={token}"
     unsubscribe_mailto: str = ""
+    signup_url: str = ""  # the web archive's sign-up (or contact) link, in place of the email's unsubscribe
+    ics_url: str = "{base_url}/events/{id}.ics"  # an event's calendar file ("" for none); digest archive writes it
     language: str = "en"
     direction: str = "ltr"
     timezone: str = "America/Chicago"
@@ -169,6 +188,7 @@ class Settings:
     build_dir: Path = Path("build")
     outbox_dir: Path = Path("outbox")
     ledger_path: Path = Path("ledger.sqlite3")
+    archive_dir: Path = Path("archive")
     suppression_file: Path = Path("suppressions.csv")
     backend: str = "outbox"
     utm: bool = True
@@ -184,7 +204,9 @@ class Settings:
 
 REQUIRED = ("name", "slug", "sender")
 _EXAMPLES = {"name": '"My Newsletter"', "slug": '"my-newsletter"', "sender": '"My Newsletter <news@example.org>"'}
-_PATH_KEYS = {"content_dir", "templates_dir", "build_dir", "outbox_dir", "ledger_path", "suppression_file"}
+_PATH_KEYS = {
+    "content_dir", "templates_dir", "build_dir", "outbox_dir", "ledger_path", "archive_dir", "suppression_file"
+}  # fmt: skip
 _NESTED = {"smtp": SmtpSettings, "sendgrid": SendGridSettings, "words": Words}
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -403,6 +425,11 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"{where}: backend must be one of {', '.join(BACKENDS)} (got {settings.backend!r})")
     if not 1 <= settings.sendgrid.batch_size <= 1000:
         raise ConfigError(f"{where}: [sendgrid] batch_size must be 1..1000 (SendGrid's limit per request)")
+    # A crash leaves up to this many batches unknown, and providers throttle wide fan-outs: keep it small.
+    if not 1 <= settings.sendgrid.concurrency <= MAX_IN_FLIGHT:
+        raise ConfigError(f"{where}: [sendgrid] concurrency must be 1..{MAX_IN_FLIGHT} (requests out at once)")
+    if not 1 <= settings.smtp.connections <= MAX_IN_FLIGHT:
+        raise ConfigError(f"{where}: [smtp] connections must be 1..{MAX_IN_FLIGHT} (SMTP connections in parallel)")
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", settings.slug):
         raise ConfigError(f"{where}: 'slug' must be lowercase letters, digits and dashes (got {settings.slug!r})")
     if settings.upcoming_days < 0:

@@ -72,6 +72,10 @@ class BuildError(DigestError):
     """A build folder is missing, incomplete, corrupt, or was changed after it was built."""
 
 
+class ArchiveError(DigestError):
+    """The web archive cannot be written, or a stored web version cannot be read."""
+
+
 class RecipientsError(DigestError):
     """The recipients file cannot be read at all (bad rows are skipped, not raised)."""
 

@@ -77,3 +77,21 @@ def tag_html(fragment: str, tag: Callable[[str], str]) -> str:
         return f"{prefix}{quote_char}{html.escape(tagged, quote=True)}{quote_char}"
 
     return _HREF.sub(one, fragment)
+
+
+def retag_medium(url: str, *, source: str, medium: str, new_medium: str) -> str:
+    """`url` with the utm_medium that `utm_for` gave it (source and medium ours) changed to `new_medium`.
+
+    The web archive's copy of an edition counts its clicks as `utm_medium=web`; every other byte of the
+    URL, an author's own utm_* included, stays as it was.
+    """
+    if not is_taggable(url) or "?" not in url:
+        return url
+    base, hash_mark, fragment = url.partition("#")
+    path, _, query = base.partition("?")
+    pairs = query.split("&")
+    ours = f"utm_source={quote(source, safe='-._~')}" in pairs and f"utm_medium={quote(medium, safe='-._~')}" in pairs
+    if not ours:
+        return url
+    old, new = f"utm_medium={quote(medium, safe='-._~')}", f"utm_medium={quote(new_medium, safe='-._~')}"
+    return f"{path}?{'&'.join(new if pair == old else pair for pair in pairs)}{hash_mark}{fragment}"

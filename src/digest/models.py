@@ -145,3 +145,4 @@ class Build:
     sender: str
     reply_to: str
     manifest: dict[str, object]
+    list_id: str = ""  # RFC 2919 List-Id of every message; "" in a build made before it was recorded

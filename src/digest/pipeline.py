@@ -150,11 +150,14 @@ def check_edition(
     settings: Settings, opts: SelectionOptions, from_build: Path | None, *, spamassassin: bool = True
 ) -> CheckOutcome:
     """Build (or read a build) and run every quality check over what a subscriber would get."""
+    from . import checked
     from .build import read_build
     from .checks import check_build
 
     built = read_build(from_build) if from_build else build_edition(settings, opts, None).build
-    results = check_build(built, settings, spamassassin=None if spamassassin else False)
+    spam = None if spamassassin else False
+    results = check_build(built, settings, spamassassin=spam)
+    checked.record(built, settings, results, spam)  # a send of this build need not check it again
     return CheckOutcome(built, tuple(results))
 
 
@@ -237,9 +240,9 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
         hooks.notice(f"Built {built.edition} -> {built.folder}")
     if request.skip_checks or request.dry_run:
         return built
-    from .checks import check_build
+    from .checked import check_once
 
-    results = check_build(built, settings, spamassassin=None if request.spamassassin else False)
+    results = check_once(built, settings, spamassassin=None if request.spamassassin else False)
     failing = [r for r in results if r.status == "fail"]
     if failing:
         lines = "\n".join(r.line() for r in failing)
@@ -323,6 +326,10 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
 
             plan.cancel()
             raise DigestError(f"Not confirmed; nothing sent. ({plan.summary()})")
+        if ledger is not None and plan.mode == "send" and plan.to_send:
+            from .archive import store_web_version
+
+            store_web_version(ledger, built, settings)  # the web archive is rebuilt from the ledger alone
         with hooks.progress(plan.to_send) as bar:
             return execute_send(plan, personalize=personalize, progress=bar.update)
 

@@ -25,6 +25,7 @@ import mjml
 from .cache import cache_dir
 from .config import Section, Settings, Words
 from .errors import Problem, TemplateError
+from .ics import CalendarLinks, calendar_links
 from .inline import inline_css
 from .links import tag_html, utm_for
 from .models import Action, Item, Rendered, Selection, Window
@@ -229,6 +230,13 @@ def _in_context_words(format_: Callable[..., str]) -> Callable[..., str]:
     return filter_
 
 
+@jinja2.pass_context
+def _calendar_links(context: jinja2.runtime.Context, item: Item) -> CalendarLinks | None:
+    """An event item's "Add to calendar" links (None for other items), for _calendar.*.j2."""
+    links: dict[str, CalendarLinks] = context.get("calendars", {})
+    return links.get(item.id)
+
+
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Compiled templates on disk: Jinja checks each entry against the template's source, so an edited
     template is recompiled; this only saves re-compiling unchanged ones in every new process."""
@@ -266,6 +274,7 @@ def _environment(templates_dir: str, present: frozenset[str]) -> jinja2.Environm
     env.filters["shown_actions"] = shown_actions
     env.filters["action_label"] = action_label
     env.filters["event_place"] = _in_context_words(event_place)
+    env.filters["calendar_links"] = _calendar_links
     env.globals["date_range"] = env.filters["date_range"]
     return env
 
@@ -385,11 +394,17 @@ def _context(selection: Selection, settings: Settings, edition: str) -> dict[str
     }
 
 
+def _calendars(selection: Selection, settings: Settings) -> dict[str, CalendarLinks]:
+    """Each event's calendar links, from its untagged link: a calendar entry is no click to count."""
+    found = ((chosen.item.id, calendar_links(chosen.item, settings)) for chosen in selection.items)
+    return {item_id: links for item_id, links in found if links is not None}
+
+
 def render(selection: Selection, settings: Settings, *, edition: str) -> Rendered:
     """Render the edition once: subject, preheader, MJML, inlined HTML and plain text, with placeholder tokens."""
     env = make_environment(settings)
     tagged = _tagged(selection, utm_for(settings, edition))
-    base = _context(tagged, settings, edition)
+    base = {**_context(tagged, settings, edition), "calendars": _calendars(selection, settings)}
     subject = _one_line(_render_template(env, SUBJECT_TEMPLATE, base, settings))
     preheader = _one_line(_render_template(env, PREHEADER_TEMPLATE, {**base, "subject": subject}, settings))
     shared = {**base, "subject": subject, "preheader": preheader}

@@ -19,6 +19,7 @@ A crash between the first and the last leaves the batch in_flight; the next run 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import functools
@@ -59,6 +60,7 @@ class RowProblemLike(Protocol):
     line: int
     email: str
     reason: str
+    kind: str  # invalid | duplicate | suppressed
 
 
 # --- plan ---------------------------------------------------------------------------------------
@@ -86,26 +88,14 @@ class Tally:
         return self.invalid + self.suppressed + self.duplicates
 
     def add(self, problem: RowProblemLike) -> None:
-        kind = _problem_kind(problem)
-        if kind == "suppressed":
+        if problem.kind == "suppressed":
             self.suppressed += 1
-        elif kind == "duplicate":
+        elif problem.kind == "duplicate":
             self.duplicates += 1
         else:
             self.invalid += 1
         if len(self.rows) < REPORT_CAP:
-            self.rows.append(ProblemRow(problem.line, problem.email, problem.reason, kind))
-
-
-def _problem_kind(problem: RowProblemLike) -> str:
-    """invalid | suppressed | duplicate, from RowProblem.kind when it has one, else from the reason's words."""
-    kind = str(getattr(problem, "kind", "") or "").lower()
-    text = kind or problem.reason.lower()
-    if "suppress" in text or "unsubscri" in text:
-        return "suppressed"
-    if "duplicate" in text:
-        return "duplicate"
-    return "invalid"
+            self.rows.append(ProblemRow(problem.line, problem.email, problem.reason, problem.kind))
 
 
 @dataclass
@@ -422,11 +412,6 @@ class SendReport:
             parts.append(f"stopped early, {self.pending_left:,} not sent yet: {self.stopped}; re-run to continue")
         return "; ".join(parts) + skip + "."
 
-    def raise_for_partial(self) -> None:
-        """For callers that prefer an exception: PartialFailure (exit 4) carrying `message`."""
-        if self.exit_code:
-            raise PartialFailure(self.message)
-
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data.update(dry_run=self.dry_run, test=self.test, exit_code=self.exit_code, message=self.message)
@@ -474,35 +459,6 @@ def execute_send(
     return report
 
 
-def send_edition(
-    build: Build,
-    backend: Backend,
-    recipients: Iterable[Recipient | RowProblemLike] | None,
-    *,
-    ledger: BatchStore | None,
-    personalize: Personalize,
-    test: bool = False,
-    dry_run: bool = False,
-    unknown: UnknownPolicy = "stop",
-    allow_changed: bool = False,
-    retry_failed: bool = False,
-    progress: Progress | None = None,
-) -> SendReport:
-    """prepare_send + execute_send without a confirmation in between (for --yes and scripts)."""
-    plan = prepare_send(
-        build,
-        backend,
-        recipients,
-        ledger=ledger,
-        test=test,
-        dry_run=dry_run,
-        unknown=unknown,
-        allow_changed=allow_changed,
-        retry_failed=retry_failed,
-    )
-    return execute_send(plan, personalize=personalize, progress=progress)
-
-
 def _send_test(plan: SendPlan, report: SendReport, personalize: Personalize, progress: Progress | None) -> None:
     backend = plan.backend
     size = max(1, backend.batch_size)
@@ -530,22 +486,21 @@ def _send_test(plan: SendPlan, report: SendReport, personalize: Personalize, pro
 def _send_ledgered(
     plan: SendPlan, report: SendReport, personalize: Personalize, progress: Progress | None, max_unknown_in_a_row: int
 ) -> None:
-    """The write-ahead loop, with one batch's request out on a worker thread while the next batch is made.
+    """The write-ahead loop, with up to `backend.concurrency` batches out at once, each on its own thread.
 
-    Per batch, as before: claim (in flight, fsynced) -> hand to the backend -> record the answer, and the next
-    claim only after that. What overlaps the request (the GIL is free while it waits on the socket) is the
-    reservation of the next batch (Ledger.reserve_batch: in flight, but without the batch row that says
-    they were handed over), its personalisation and its request body. After an all-sent answer, only
-    Ledger.promote stands between it and the next request: one small fsynced commit that writes the next
-    batch row and marks the answered batch done; its rows are marked sent once the next request is out.
-    Other answers are recorded in full first. A crash leaves what it always left: at most one batch handed
-    over and unanswered (unknown). Reserved rows have no batch row (recover_in_flight: pending again), rows
-    of a done batch were accepted (recover_in_flight: sent). If the next batch could not be reserved or
-    prepared, it is claimed and made the usual way.
+    Per batch, as ever: claim (in flight, fsynced) -> hand to the backend -> record the answer, so a crash
+    leaves at most `concurrency` batches handed over and unanswered (unknown). While the window is full and
+    no answer is waiting, up to `concurrency` next batches are reserved (Ledger.reserve_batch: in flight, but
+    without the batch row that says they were handed over), personalised and their requests built, so that
+    between an answer and the next request only Ledger.promote is left: one small fsynced commit that writes
+    the next batch row and, after an all-sent answer, marks the answered batch done; its rows are marked
+    sent once the next request is out. Reserved rows have no batch row (recover_in_flight: pending again),
+    rows of a done batch were accepted (recover_in_flight: sent). A DeliveryError stops new batches; the
+    ones still out are answered and recorded before it is raised.
     """
-    ledger, build, backend = plan.ledger, plan.build, plan.backend
+    ledger = plan.ledger
     assert ledger is not None and plan.run_id is not None  # prepare_send guarantees both for mode "send"
-    edition, run_id = build.edition, plan.run_id
+    edition = plan.build.edition
     # The user's decisions apply only now, after confirmation: declining the prompt leaves them undone.
     if plan.unknown and plan.unknown_policy != "stop":
         report.unknown_resolved = ledger.resolve_unknown(edition, plan.unknown_policy)
@@ -553,105 +508,176 @@ def _send_ledgered(
             report.already_sent += report.unknown_resolved
     if plan.retry_failed:
         ledger.retry_failed(edition)
-    scope = plan.scope
-    size = max(1, backend.batch_size)
+    window = _Window(plan, ledger, report, personalize, progress, max_unknown_in_a_row)
     outcome = "error"
-    unknown_in_a_row = 0
-    seq = 0
-    ahead: _Ahead | None = None
-    answered: _Answered | None = None
     thresholds = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
     try:
-        backend.open()  # inside the try: a run the backend refuses to start (TLS, bad key) still records its end
-        while True:
-            if unknown_in_a_row >= max_unknown_in_a_row:
-                if answered is not None:
-                    _record(ledger, report, edition, answered, progress)
-                    answered = None
-                if ahead is not None:
-                    ledger.drop_reservation(ahead.batch_id)
-                    ahead = None
-                if ledger.next_batch(edition, 1, run_id=scope):
-                    report.stopped = f"{unknown_in_a_row} batches in a row got no answer from {backend.name}"
-                break
-            seq += 1
-            batch_id = f"r{run_id}-b{seq:05d}"
-            # Write-ahead: the rows are in flight, fsynced, before anything is handed to the backend.
-            if ahead is not None and ahead.batch_id == batch_id:
-                # Reserved while the previous request was out: only the batch row is left to write, and
-                # the previous batch's "done" goes in the same fsynced commit (its rows follow below).
-                rows, send = ahead.rows, ahead.send
-                done = (answered.batch_id, answered.result.provider_id) if answered is not None else None
-                ledger.promote(edition, batch_id, len(rows), backend.name, build.content_hash, run_id=scope, done=done)
-            else:
-                if answered is not None:
-                    _record(ledger, report, edition, answered, progress)
-                    answered = None
-                if ahead is not None:
-                    ledger.drop_reservation(ahead.batch_id)
-                rows = ledger.claim_batch(edition, size, batch_id, backend.name, build.content_hash, run_id=scope)
-                if not rows:
-                    break
-                try:
-                    batch = [personalize(row.recipient()) for row in rows]
-                except BaseException:
-                    ledger.release(batch_id, "personalisation failed; nothing was handed to the backend")
-                    raise
-                send = _prepared(backend, build, batch, batch_id)
-            ahead = None
-            flight = _Flight(send, batch_id)
-            if answered is not None:  # the previous batch, all sent: its rows, now that the request is out
-                _record(ledger, report, edition, answered, progress)
-                answered = None
-            try:
-                ahead = _prepare_next(ledger, backend, build, personalize, scope, size, f"r{run_id}-b{seq + 1:05d}")
-                result = flight.result()
-            except BatchOutcomeUnknown as exc:
-                ledger.mark_batch_unknown(batch_id, str(exc))
-                report.unknown += len(rows)
-                _add_batch(report, BatchOutcome(batch_id, len(rows), unknown=len(rows), error=str(exc)))
-                unknown_in_a_row += 1
-                continue
-            except DeliveryError as exc:
-                # The backend's contract: DeliveryError means nothing of this batch was sent.
-                ledger.release(batch_id, str(exc))
-                raise type(exc)(
-                    f"{exc} (this run sent {report.sent:,} before it stopped; the rest stay pending: "
-                    "fix the cause and re-run the same command to continue)"
-                ) from exc
-            except BaseException as exc:
-                # A bug or Ctrl-C inside the backend (or while it was sending): whether the request left is
-                # anyone's guess.
-                ledger.mark_batch_unknown(batch_id, f"interrupted: {exc!r}")
-                raise
-            current = _Answered(batch_id, rows, result)
-            if ahead is not None and _all_sent(result, rows):
-                # The common answer: recorded with the next batch's promote, rows after its request leaves.
-                answered = current
-                unknown_in_a_row = 0
-                continue
-            counts = _record(ledger, report, edition, current, progress)
-            unknown_in_a_row = 0 if not counts.get("unknown") else unknown_in_a_row + 1
-        if answered is not None:
-            _record(ledger, report, edition, answered, progress)
-            answered = None
+        plan.backend.open()  # inside the try: a run the backend refuses to start (TLS, bad key) still records its end
+        window.run()
         outcome = "partial" if (report.failed or report.unknown or report.stopped) else "done"
     finally:
-        if answered is not None:  # the run stopped with an answered batch not yet written row by row
-            with contextlib.suppress(LedgerError):
-                _record(ledger, report, edition, answered, progress)
-        if ahead is not None:  # reserved, never handed over (the run stopped before its turn)
-            # If the ledger itself is failing, the next run's recover_in_flight returns these rows to pending.
-            with contextlib.suppress(LedgerError):
-                ledger.drop_reservation(ahead.batch_id)
+        window.settle_leftovers()
         gc.set_threshold(*thresholds)
-        backend.close()
+        plan.backend.close()
         if report.stopped:
-            report.pending_left = ledger.counts(edition, run_id=scope)["pending"]
-        ledger.finish_run(run_id, outcome)
+            report.pending_left = ledger.counts(edition, run_id=plan.scope)["pending"]
+        ledger.finish_run(plan.run_id, outcome)
         ledger.finish_edition_if_done(edition)
         report.totals = ledger.counts(edition)
+
+
+class _Window:
+    """One ledgered run's batches: those out with the backend, the next ones made ahead, the answers."""
+
+    def __init__(
+        self,
+        plan: SendPlan,
+        ledger: BatchStore,
+        report: SendReport,
+        personalize: Personalize,
+        progress: Progress | None,
+        max_unknown_in_a_row: int,
+    ):
+        assert plan.run_id is not None
+        self.ledger, self.build, self.backend = ledger, plan.build, plan.backend
+        self.edition, self.run_id, self.scope = plan.build.edition, plan.run_id, plan.scope
+        self.report, self.personalize, self.progress = report, personalize, progress
+        self.max_unknown_in_a_row = max_unknown_in_a_row
+        self.size = max(1, self.backend.batch_size)
+        self.width = max(1, self.backend.concurrency)
+        self.flights: dict[str, _Flight] = {}
+        self.answers: queue.SimpleQueue[_Flight] = queue.SimpleQueue()
+        self.ahead: collections.deque[_Ahead] = collections.deque()  # reserved and prepared, in batch order
+        self.answered: _Answered | None = None  # all sent; settled by the next promote, rows recorded after
+        self.seq = 0
+        self.unknown_in_a_row = 0
+        self.refused: DeliveryError | None = None
+
+    def _batch_id(self, seq: int) -> str:
+        return f"r{self.run_id}-b{seq:05d}"
+
+    def run(self) -> None:
+        exhausted = False
+        while True:
+            stopping = self.refused is not None or self.unknown_in_a_row >= self.max_unknown_in_a_row
+            while not (stopping or exhausted) and len(self.flights) < self.width:
+                exhausted = not self._launch()
+            if not self.flights:
+                break
+            # Made while requests are out, so an answer is followed by the next request at once.
+            while not (stopping or exhausted) and len(self.ahead) < self.width and self.answers.empty():
+                ahead = _prepare_next(
+                    self.ledger,
+                    self.backend,
+                    self.build,
+                    self.personalize,
+                    self.scope,
+                    self.size,
+                    self._batch_id(self.seq + len(self.ahead) + 1),
+                )
+                if ahead is None:
+                    break
+                self.ahead.append(ahead)
+            self._settle(self.answers.get())
+        self._record_answered()
+        self._drop_ahead()
+        if self.refused is not None:
+            exc = self.refused
+            raise type(exc)(
+                f"{exc} (this run sent {self.report.sent:,} before it stopped; the rest stay pending: "
+                "fix the cause and re-run the same command to continue)"
+            ) from exc
+        if self.unknown_in_a_row >= self.max_unknown_in_a_row and self.ledger.next_batch(
+            self.edition, 1, run_id=self.scope
+        ):
+            self.report.stopped = f"{self.unknown_in_a_row} batches in a row got no answer from {self.backend.name}"
+
+    def _launch(self) -> bool:
+        """Write the next batch ahead (in flight, fsynced) and hand it over on its own thread; False when
+        nothing is pending."""
+        ledger, build, backend = self.ledger, self.build, self.backend
+        batch_id = self._batch_id(self.seq + 1)
+        ahead = self.ahead[0] if self.ahead else None
+        if ahead is not None and ahead.batch_id == batch_id:
+            # Reserved while other requests were out: only the batch row is left to write, and an answered
+            # batch's "done" goes in the same fsynced commit (its rows follow below).
+            answered = self.answered
+            done = (answered.batch_id, answered.result.provider_id) if answered is not None else None
+            ledger.promote(
+                self.edition, batch_id, len(ahead.rows), backend.name, build.content_hash, run_id=self.scope, done=done
+            )
+            self.ahead.popleft()
+            rows, send = ahead.rows, ahead.send
+        else:
+            self._record_answered()
+            self._drop_ahead()
+            rows = ledger.claim_batch(self.edition, self.size, batch_id, backend.name, build.content_hash, self.scope)
+            if not rows:
+                return False
+            try:
+                batch = [self.personalize(row.recipient()) for row in rows]
+            except BaseException:
+                ledger.release(batch_id, "personalisation failed; nothing was handed to the backend")
+                raise
+            send = _prepared(backend, build, batch, batch_id)
+        self.seq += 1
+        self.flights[batch_id] = _Flight(send, batch_id, rows, self.answers.put)
+        self._record_answered()  # the answered batch's rows, now that the next request is out
+        return True
+
+    def _settle(self, flight: _Flight) -> None:
+        """Record one batch's answer (or its lack) in the ledger and the report."""
+        del self.flights[flight.batch_id]
+        batch_id, rows = flight.batch_id, flight.rows
+        try:
+            result = flight.result()
+        except BatchOutcomeUnknown as exc:
+            self.ledger.mark_batch_unknown(batch_id, str(exc))
+            self.report.unknown += len(rows)
+            _add_batch(self.report, BatchOutcome(batch_id, len(rows), unknown=len(rows), error=str(exc)))
+            self.unknown_in_a_row += 1
+            return
+        except DeliveryError as exc:
+            # The backend's contract: DeliveryError means nothing of this batch was sent.
+            self.ledger.release(batch_id, str(exc))
+            self.refused = self.refused or exc
+            return
+        except BaseException as exc:
+            # A bug or Ctrl-C inside the backend: whether the request left is anyone's guess.
+            self.ledger.mark_batch_unknown(batch_id, f"interrupted: {exc!r}")
+            raise
+        current = _Answered(batch_id, rows, result)
+        if self.ahead and self.answered is None and _all_sent(result, rows):
+            self.answered = current  # the common answer: settled by the next promote, rows after its request
+            self.unknown_in_a_row = 0
+            return
+        counts = _record(self.ledger, self.report, self.edition, current, self.progress)
+        self.unknown_in_a_row = 0 if not counts.get("unknown") else self.unknown_in_a_row + 1
+
+    def _record_answered(self) -> None:
+        answered, self.answered = self.answered, None
+        if answered is not None:
+            _record(self.ledger, self.report, self.edition, answered, self.progress)
+
+    def _drop_ahead(self) -> None:
+        while self.ahead:
+            self.ledger.drop_reservation(self.ahead.pop().batch_id)
+
+    def settle_leftovers(self) -> None:
+        """After the loop, however it ended, nothing stays in flight in this run's hands.
+
+        If the ledger itself is failing, the next run's recover_in_flight settles what is left here."""
+        with contextlib.suppress(LedgerError):
+            self._record_answered()
+        for flight in list(self.flights.values()):
+            # Still out when the run stopped (Ctrl-C, a bug, the ledger failing): it may have gone.
+            del self.flights[flight.batch_id]
+            with contextlib.suppress(LedgerError):
+                self.ledger.mark_batch_unknown(flight.batch_id, "the run stopped while the request was out")
+                self.report.unknown += len(flight.rows)
+        with contextlib.suppress(LedgerError):
+            self._drop_ahead()
 
 
 @dataclass(frozen=True)
@@ -702,7 +728,7 @@ def _record(
 
 @dataclass(frozen=True)
 class _Ahead:
-    """The next batch, personalised, prepared and reserved while the previous request was out."""
+    """The next batch, personalised, prepared and reserved while the window was full."""
 
     batch_id: str
     rows: list[PendingRow]
@@ -760,14 +786,19 @@ def _prepare_next(
 
 
 class _Flight:
-    """One batch being handed to the backend on a daemon thread; `result()` waits for its answer or error.
+    """One batch being handed to the backend on a daemon thread; `landed(flight)` is called with it once
+    the answer or error is in, and `result()` returns or raises it.
 
     A daemon thread, so an interrupted run (Ctrl-C lands in the main thread, which marks the batch unknown)
     does not wait at exit for a request that may still be out."""
 
-    def __init__(self, send: Callable[[], BatchResult], batch_id: str):
+    def __init__(
+        self, send: Callable[[], BatchResult], batch_id: str, rows: list[PendingRow], landed: Callable[[_Flight], None]
+    ):
+        self.batch_id = batch_id
+        self.rows = rows
         self._send = send
-        self._done = threading.Event()
+        self._landed = landed
         self._result: BatchResult | None = None
         self._error: BaseException | None = None
         threading.Thread(target=self._run, name=f"digest-send-{batch_id}", daemon=True).start()
@@ -778,10 +809,10 @@ class _Flight:
         except BaseException as exc:  # handed to the main thread, which decides (unknown, release, ...)
             self._error = exc
         finally:
-            self._done.set()
+            self._landed(self)
 
     def result(self) -> BatchResult:
-        self._done.wait()
+        """Only after `landed`."""
         if self._error is not None:
             raise self._error
         assert self._result is not None

@@ -261,3 +261,49 @@ def _watch(
                 f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             )
             on_rebuild(f"{shown} changed: {outcome}")
+
+
+def serve_folder(
+    folder: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    on_ready: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve the static files under `folder` (the web archive) at http://host:port/ until `stop` or Ctrl-C."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler
+
+    if not folder.is_dir():
+        raise ServeError(f"{folder}: no archive here yet; run 'digest archive' first")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            log.debug("%s " + format, self.address_string(), *args)
+
+    stop = stop or threading.Event()
+    try:
+        server = ThreadingHTTPServer((host, port), functools.partial(Quiet, directory=str(folder)))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"{host}:{port}: the port is in use; stop the other server or pick another with --port"
+            ) from None
+        raise ServeError(f"{host}:{port}: cannot listen ({exc.strerror or exc}); use --port with a free port") from None
+    server.daemon_threads = True
+    listener = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="digest-http")
+    listener.daemon = True
+    try:
+        listener.start()
+        bound_host, bound_port = server.server_address[:2]
+        if on_ready:
+            on_ready(f"http://{bound_host!s}:{bound_port}/")
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a user stops serving: a normal end, not an error
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()

@@ -9,6 +9,7 @@ message delivery would send, one-click headers included.
     accessibility.py  language, table roles, alt text, link names, title, zoom, dark mode, font size, contrast
     footer.py         the unsubscribe link and the postal address, in both parts
     headers.py        the message as sent: MIME shape, charsets, line length, headers, one-click
+    web.py            the edition's page in the web archive
     spam.py           SpamAssassin's score
 """
 
@@ -19,16 +20,16 @@ from pathlib import Path
 
 from ..build import read_build
 from ..config import Settings
-from ..deliver.base import Personal
-from ..deliver.mime import MessageTemplate
 from ..errors import ConfigError
+from ..message import MessageTemplate
 from ..models import Build, Recipient
 from ..personalize import FIELDS, SAMPLE_EMAIL, SAMPLE_NAME, html_token, sample_values, text_token
 from ..unsubscribe import ONE_CLICK, list_unsubscribe_headers
 from .headers import check_message
-from .outcome import PLACEHOLDER, CheckResult, fail, failed, format_results, ok
+from .outcome import PLACEHOLDER, CheckResult, fail, failed, ok
 from .parts import check_html, check_text
 from .spam import check_spamassassin, parse_spam_status
+from .web import check_web
 
 __all__ = [
     "CheckResult",
@@ -38,11 +39,12 @@ __all__ = [
     "check_spamassassin",
     "check_text",
     "failed",
-    "format_results",
     "parse_spam_status",
     "run_checks",
     "sample_list_message",
 ]
+
+CHECKS_VERSION = 1  # raise when a check changes what it finds: recorded results (checked.py) are then stale
 
 
 def _sample_headers(settings: Settings, url: str) -> dict[str, str]:
@@ -59,8 +61,8 @@ def sample_list_message(build: Build, settings: Settings) -> bytes:
     values = sample_values(settings, build.edition)
     template = MessageTemplate.from_build(build)
     recipient = Recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME)
-    personal = Personal(recipient, values, _sample_headers(settings, values["unsubscribe_url"]))
-    return template.render(personal, template.new_message_id())
+    headers = _sample_headers(settings, values["unsubscribe_url"])
+    return template.render(recipient, values, headers, template.new_message_id())
 
 
 def _decoded_parts(eml: bytes) -> tuple[str, str, int]:
@@ -112,6 +114,7 @@ def check_build(build: Build, settings: Settings, *, spamassassin: bool | None =
     results += check_message(eml, settings, list_send=True)
     results += check_html(html, settings, preheader=build.preheader, edition=build.edition, wire_bytes=wire)
     results += check_text(text, settings, edition=build.edition)
+    results += check_web(build, settings)
     if spamassassin is False:
         results.append(CheckResult("spamassassin", "skip", "skipped on request (--no-spamassassin)"))
     else:

@@ -35,10 +35,6 @@ def failed(results: Iterable[CheckResult]) -> bool:
     return any(r.status == "fail" for r in results)
 
 
-def format_results(results: Iterable[CheckResult]) -> list[str]:
-    return [r.line() for r in results]
-
-
 def ok(name: str, detail: str, value: float | int | None = None) -> CheckResult:
     return CheckResult(name, "pass", detail, value)
 

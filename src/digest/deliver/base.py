@@ -32,6 +32,7 @@ class BatchResult:
 class Backend(Protocol):
     name: str
     batch_size: int  # recipients per send_batch call
+    concurrency: int  # send_batch calls the send loop may have out at once, each on its own thread
 
     def open(self) -> None: ...
 

@@ -16,9 +16,9 @@ from itertools import count
 from pathlib import Path
 
 from ..errors import DeliveryError
+from ..message import MessageTemplate
 from ..models import Build
 from .base import BatchResult, Personal
-from .mime import MessageTemplate
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -28,6 +28,7 @@ class OutboxBackend:
     before it counts as sent (a power cut cannot lose it) at the cost of a disk flush per message."""
 
     name = "outbox"
+    concurrency = 1  # a local folder: nothing to wait on
 
     def __init__(self, folder: Path, *, batch_size: int = 100, fsync: bool = False):
         self.folder = Path(folder)
@@ -80,7 +81,7 @@ class OutboxBackend:
         now = time.time()
         stem = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(self._seq)}"
         for n, p in enumerate(batch, 1):
-            data = template.render(p, template.new_message_id())
+            data = template.render(p.recipient, p.values, p.headers, template.new_message_id())
             name = f"{stem}_{n}.{self._host}"
             tmp, new = box / "tmp" / name, box / "new" / name
             try:

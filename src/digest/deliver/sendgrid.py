@@ -5,9 +5,13 @@ message-level part (from, subject, content, categories, asm, sandbox) is built o
 per batch only the personalizations are made: `to`, the placeholder substitutions and the
 per-recipient List-Unsubscribe headers.
 
-What is retried, and why (shared/sendgrid/CONTRACT.md §3-5):
-- 429: not accepted; wait until X-RateLimit-Reset (capped by `max_wait`), or back off with full jitter
-  when the header is absent, then send the same batch again.
+Requests go out `[sendgrid] concurrency` at a time (the send loop's threads) over a small pool of
+kept-alive connections (keepalive.py), so a request pays one round trip, not a connect and TLS handshake.
+
+What is retried, and why:
+- 429: not accepted; wait until X-RateLimit-Reset (capped by `max_wait`), or Retry-After, or back off with
+  full jitter when neither is given, then send the same batch again. The wait is shared: every request
+  of the run holds back until it is over, not just the one that was told.
 - 5xx: documented as not accepted, so retried with backoff up to `max_retries`. SendGrid has no
   idempotency key; should a 5xx ever follow an acceptance, every message carries custom_args
   {edition, batch}, so duplicates can be told apart in the event webhook.
@@ -29,6 +33,7 @@ import os
 import random
 import re
 import ssl
+import threading
 import time
 import urllib.error
 from collections.abc import Callable
@@ -43,6 +48,7 @@ from ..errors import BatchOutcomeUnknown, ConfigError, DeliveryError
 from ..models import Build
 from ..personalize import ALL_TOKENS, substitutions, tokens_used
 from .base import BatchResult, Personal
+from .keepalive import KeptAliveClient
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,25 @@ def _errors_of(exc: HTTPError) -> list[dict[str, Any]]:
     return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
 
 
+class _RateGate:
+    """One pause shared by every request of a backend: a 429 to one request holds all of them back."""
+
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self._clock = clock
+        self._sleep = sleep
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, self._clock() + seconds)
+
+    def wait(self) -> None:
+        remaining = self._until - self._clock()
+        if remaining > 0:
+            self._sleep(remaining)
+
+
 class SendGridBackend:
     """Delivers batches through SendGrid's v3 mail/send with the official client.
 
@@ -144,12 +169,14 @@ class SendGridBackend:
             raise ConfigError(f"[sendgrid] batch_size must be 1..{MAX_PERSONALIZATIONS} (SendGrid's limit per request)")
         self.settings = settings
         self.batch_size = settings.batch_size
+        self.concurrency = settings.concurrency
         self.host = (host or os.environ.get(HOST_ENV) or settings.host).rstrip("/")
         self._categories = check_categories(settings.categories)
         self._api_key_env = api_key_env
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
+        self._gate = _RateGate(clock, sleep)
         self.max_wait = max_wait
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -169,11 +196,15 @@ class SendGridBackend:
                 f"in the environment; digest never reads it from digest.toml"
             )
         self._key = key
-        self._client = SendGridAPIClient(api_key=key, host=self.host)
-        # The client has no timeout of its own: without one a stalled connection blocks the run forever.
-        self._client.client.timeout = self.settings.timeout
+        client = SendGridAPIClient(api_key=key, host=self.host)
+        # The official client builds each request; only its transport is swapped for kept-alive connections.
+        # It has no timeout of its own: without one a stalled connection blocks the run forever.
+        client.client = KeptAliveClient.like(client.client, timeout=self.settings.timeout)
+        self._client = client
 
     def close(self) -> None:
+        if self._client is not None:
+            self._client.client.close_connections()
         self._client = None
         self._key = ""
         self._bases.clear()
@@ -204,6 +235,8 @@ class SendGridBackend:
             if "@" not in reply_email:
                 raise DeliveryError(f"reply_to {build.reply_to!r} is not an email address; fix 'reply_to'")
             base["reply_to"] = _address(reply_email, reply_name)
+        if build.list_id:  # the List-Id that message.py writes for the outbox and SMTP
+            base["headers"] = {"List-Id": build.list_id}
         if self.settings.asm_group_id:
             base["asm"] = {"group_id": self.settings.asm_group_id}
         if self.settings.sandbox:
@@ -311,6 +344,7 @@ class SendGridBackend:
             client = self._client
             if client is None:  # closed meanwhile (the run was interrupted): send nothing more
                 raise DeliveryError(f"the SendGrid backend was closed before batch {batch_id} was sent")
+            self._gate.wait()
             try:
                 response = client.client.mail.send.post(request_body=body)
             except HTTPError as exc:
@@ -324,8 +358,8 @@ class SendGridBackend:
                             "(the ledger resumes where this stopped)"
                         ) from None
                     wait = self._rate_limit_wait(exc, rate_limited)
-                    log.warning("SendGrid rate limit (429) on batch %s: waiting %.1f s", batch_id, wait)
-                    self._sleep(wait)
+                    log.warning("SendGrid rate limit (429) on batch %s: every request waits %.1f s", batch_id, wait)
+                    self._gate.pause(wait)
                     continue
                 if status >= 500:
                     failures += 1

@@ -4,6 +4,7 @@
     batches.py   the exactly-once rules: the state machine and the write-ahead batch transitions
     editions.py  editions, runs, builds; streaming a recipients list in
     views.py     counts, history, status, failures (typed results)
+    pages.py     each sent edition's web version, for `digest archive`
     store.py     `BatchStore` (the Protocol send.py uses) and `Ledger` (the SQLite implementation)
     lookup.py    questions asked of a ledger file by path, which may not exist yet (history, status, retry)
 

@@ -28,7 +28,8 @@ def latest_edition(path: Path, newsletter: str) -> str:
         with Ledger.open_existing(path) as ledger:
             return _latest(ledger, path, newsletter)
     except NothingSentYet:  # only digest retry asks, and before the first send there is nothing to retry
-        raise NothingToRetry(f"{path}: no edition of {newsletter} was sent yet, so there is nothing to retry") from None
+        message = f"{path}: no edition of {newsletter} has been sent yet, so there is nothing to retry"
+        raise NothingToRetry(message) from None
 
 
 def status(path: Path, newsletter: str, edition: str | None = None) -> EditionStatus:

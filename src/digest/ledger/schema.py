@@ -87,6 +87,14 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # 3: compact (~20 bytes per recipient per edition instead of ~250): see compact.py.
     compact.migrate,
+    # 4: each edition's web version for `digest archive`, so the archive can be rebuilt from the ledger alone.
+    """
+    CREATE TABLE edition_pages (
+        edition INTEGER PRIMARY KEY REFERENCES editions(id),
+        stored_at TEXT NOT NULL,           -- the start of its first list send: the archive's "date sent"
+        page BLOB NOT NULL                 -- compressed page and metadata (archive.pack)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

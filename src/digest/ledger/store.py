@@ -11,6 +11,7 @@ from ..errors import NoLedger
 from ..models import Recipient
 from .batches import BatchesMixin, PendingRow, UnknownAction
 from .editions import AddResult, EditionsMixin
+from .pages import PagesMixin
 from .schema import Database
 from .views import BatchInfo, EditionSummary, ViewsMixin
 
@@ -64,7 +65,7 @@ class BatchStore(Protocol):
     def release(self, batch_id: str, error: str = "") -> int: ...
 
 
-class Ledger(BatchesMixin, EditionsMixin, ViewsMixin):
+class Ledger(BatchesMixin, EditionsMixin, ViewsMixin, PagesMixin):
     """One SQLite file, one connection. Open with `Ledger.open(path)`; close (or use as a context manager)."""
 
     def __init__(self, db: Database):

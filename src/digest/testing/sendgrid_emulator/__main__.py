@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
-from .sendgrid_emulator import DEFAULT_API_KEY, RateLimit, SendGridEmulator
+try:
+    from .server import DEFAULT_API_KEY, RateLimit, SendGridEmulator
+except ModuleNotFoundError as exc:  # jsonschema, without the [emulator] extra: say which, not a traceback
+    sys.exit(f"error: {exc}")
 
 
 def _parse_rate(text: str) -> RateLimit:
@@ -60,3 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         emulator.stop()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

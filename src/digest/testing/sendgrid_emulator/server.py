@@ -1,8 +1,8 @@
 """Test kit: a local SendGrid v3 mail/send emulator that the real `sendgrid` client talks to over HTTP.
 
-It implements shared/sendgrid/CONTRACT.md section 9: SendGrid's routing, auth, validation (the corrected
-OpenAPI request schema plus the rules a schema cannot express), its status codes and error bodies, a rate
-limiter, scriptable faults, and an inspection API under `/_emulator` that shows what each recipient got.
+It implements SendGrid's routing, auth, validation (the corrected OpenAPI request schema plus the rules a
+schema cannot express), its status codes and error bodies, a rate limiter, scriptable faults, and an
+inspection API under `/_emulator` that shows what each recipient got (docs/EMULATOR.md).
 
     with SendGridEmulator() as emu:
         sg = SendGridAPIClient(api_key=DEFAULT_API_KEY, host=emu.url)
@@ -27,7 +27,6 @@ import random
 import re
 import secrets
 import string
-import sys
 import threading
 import time
 import urllib.parse
@@ -38,9 +37,16 @@ from email.message import Message
 from importlib import resources
 from typing import Any, Final
 
-from jsonschema import Draft202012Validator, FormatChecker, validators
+try:
+    from jsonschema import Draft202012Validator, FormatChecker, validators
+except ModuleNotFoundError as exc:  # only the [emulator] and [test] extras install it
+    raise ModuleNotFoundError(
+        "the SendGrid emulator needs jsonschema, which digest installs only with an extra: "
+        "pip install 'digest[emulator]'",
+        name=exc.name,
+    ) from None
 
-__all__ = ["DEFAULT_API_KEY", "Limits", "RateLimit", "SendGridEmulator", "main"]
+__all__ = ["DEFAULT_API_KEY", "Limits", "RateLimit", "SendGridEmulator"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,7 @@ RESERVED_HEADERS: Final = frozenset(
         "To", "From", "Subject", "Reply-To", "CC", "BCC",
     )
 )  # fmt: skip
-# Headers on every /v3 answer, copied from a documented live 202 (CONTRACT.md section 3).
+# Headers on every /v3 answer, copied from a documented live 202.
 SENDGRID_HEADERS: Final = (
     ("Access-Control-Allow-Origin", "https://sendgrid.api-docs.io"),
     ("Access-Control-Allow-Methods", "POST"),
@@ -90,7 +96,7 @@ Path = tuple[str | int, ...]
 class Limits:
     """Account limits the request schema cannot express.
 
-    Where SendGrid's own sources disagree the default is the stricter value (CONTRACT.md section 2): a client that
+    Where SendGrid's own sources disagree the default is the stricter value: a client that
     passes the emulator also passes SendGrid. The 1000-personalization and 10-category caps live in the schema.
     """
 
@@ -198,7 +204,7 @@ def _error_body(errors: Iterable[_Err]) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Messages. Verbatim where a live answer or SendGrid's errors page gives one (CONTRACT.md section 3); the few
+# Messages. Verbatim where a live answer or SendGrid's errors page gives one; the few
 # rules SendGrid documents without wording get a message in the same style (docs/EMULATOR.md lists them).
 # --------------------------------------------------------------------------------------------------------------
 
@@ -423,10 +429,10 @@ _ANNOTATIONS: Final = frozenset({"title", "description", "default", "examples", 
 def _compile_predicate(schema: Mapping[str, Any], formats: FormatChecker) -> _Predicate | None:
     """Turn a schema into a plain `is valid?` function, or None if it uses a keyword this does not handle.
 
-    Why: jsonschema spends ~100 ms on a 1000-personalization body, nearly all of it walking the personalization
-    items one keyword object at a time. This compiles the item schema once into closures with the same semantics
-    (jsonschema's own format checker and the strict integer rule) and is only ever used to say "valid"; any item it
-    rejects is re-validated by jsonschema, which produces the errors. A test checks both agree.
+    Why: jsonschema walks a 1000-personalization body one keyword object at a time, so the item schema is
+    compiled once into closures with the same semantics (jsonschema's format checker, the strict integer rule).
+    They only say "valid": an item they reject is re-validated by jsonschema, which words the errors. A test
+    checks both agree.
     """
     checks: list[_Predicate] = []
     for keyword, value in schema.items():
@@ -653,7 +659,7 @@ def _length_message(path: Path, keyword: str, limit: int, instance: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The rules a schema cannot express (CONTRACT.md section 9, points 6-18)
+# The rules a schema cannot express
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -971,7 +977,7 @@ def _derive(
         subject = p.get("subject", body.get("subject"))
         headers = _merge_headers(message_headers, p.get("headers") or {})
         if auto_unsubscribe and not any(k.lower() == "list-unsubscribe" for k in headers):
-            # SendGrid adds both when subscription tracking is on (CONTRACT.md section 8).
+            # SendGrid adds both when subscription tracking is on.
             headers["List-Unsubscribe"] = (
                 f"<https://{AUTO_UNSUBSCRIBE_HOST}/lu/unsubscribe?mid={accepted.message_id}&p={n}>"
             )
@@ -1701,12 +1707,12 @@ _ENDPOINTS: Final = [
 
 @functools.cache
 def _default_check() -> _SchemaCheck:
-    """The packaged schema, compiled once per process: tests start many emulators, and compiling costs ~20 ms."""
+    """The packaged schema, compiled once per process: tests start many emulators."""
     return _SchemaCheck(_load_schema())
 
 
 def _load_schema() -> dict[str, Any]:
-    text = resources.files(__package__ or "digest.testing").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    text = resources.files("digest.testing.sendgrid_emulator").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -1850,17 +1856,3 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and reply.body:
             self.wfile.write(reply.body)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# By hand: python -m digest.testing.sendgrid_emulator
-# --------------------------------------------------------------------------------------------------------------
-
-
-if __name__ == "__main__":
-    # The command line (argparse, printing the URL) lives in testing/cli.py, beside the server it runs.
-    import sys
-
-    from digest.testing.cli import main
-
-    sys.exit(main())

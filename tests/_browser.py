@@ -1,12 +1,11 @@
-"""Headless Chromium driver (test kit, `digest check`): load a page at an exact viewport, run JS, take screenshots.
+"""Test kit: a headless Chromium driver for the browser tests. Loads a page at an exact viewport, runs JS,
+takes screenshots.
 
-Why the DevTools protocol and not `--dump-dom`/`--screenshot` with `--window-size`: measured here with
-Chromium 156 (headless=new, and `--headless=old` behaves the same), `--window-size=375,700` gives
-`window.innerWidth == 500` (no window narrower than 500 px) and an `innerHeight` 143 px shorter than
-asked, so a 375 px phone layout can never be seen that way. `Emulation.setDeviceMetricsOverride` sets
-the viewport exactly (`innerWidth == 375`, `(max-width: 480px)` media queries match), so this module
-speaks the protocol over `--remote-debugging-pipe` (NUL-separated JSON on fds 3 and 4) with the
-standard library only: no websocket client, no port, nothing to download.
+    from _browser import Chromium, find_chromium   # tests/ is on sys.path
+
+It speaks the DevTools protocol over `--remote-debugging-pipe` (NUL-separated JSON on fds 3 and 4), with the
+standard library only, because `--window-size` cannot make a window narrower than 500 px and only
+`Emulation.setDeviceMetricsOverride` gives a true 375 px phone viewport.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-from .errors import DigestError
 
 ENV_VAR = "DIGEST_CHROMIUM"
 DEFAULT_PATH = "/usr/bin/chromium"
@@ -69,7 +66,7 @@ OVERFLOW_JS = """(() => {
 })()"""
 
 
-class BrowserError(DigestError):
+class BrowserError(RuntimeError):
     """Chromium is missing, would not start, or a page or script in it failed."""
 
 
