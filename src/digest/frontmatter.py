@@ -114,10 +114,12 @@ class Invalid(Exception):
 
 
 def got(value: object) -> str:
+    """A value as a message quotes it: text in double quotes, anything else as Python writes it."""
     return f'"{value}"' if isinstance(value, str) else repr(value)
 
 
 def to_text(name: str, value: object) -> str:
+    """A text field's value, stripped; a number is taken as its text, anything else is Invalid."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise Invalid(f"'{name}' must be text (got {got(value)})", f'write it as text, e.g. {name}: "..."')
     return str(value).strip()
@@ -213,6 +215,7 @@ T = TypeVar("T")
 
 
 def get(values: Mapping[str, object], name: str, type_: type[T], default: T) -> T:
+    """A converted field's value (or `default`), typed for the reader."""
     value = values.get(name, default)
     if not isinstance(value, type_):  # the converters guarantee this; a failure is a bug here, not in content
         raise TypeError(f"{name}: expected {type_.__name__}, got {type(value).__name__}")
