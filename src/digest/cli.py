@@ -34,7 +34,7 @@ class DigestGroup(click.Group):
             return super().invoke(ctx)
         except DigestError as exc:
             code = exc.exit_code
-            label = "Nothing to do" if code == 3 else "Error"
+            label = "Nothing to do" if code in (0, 3) else "Error"
             click.echo(f"{label}: {exc}", err=True)
             ctx.exit(code)
         except KeyboardInterrupt:

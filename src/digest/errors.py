@@ -97,6 +97,12 @@ class NothingSentYet(LedgerError):
     """No edition of this newsletter was sent yet: `digest status` and `history` say so alike and exit 0."""
 
 
+class NothingToRetry(NothingSentYet):
+    """`digest retry` before the first send: nothing to do, so it exits 0 like `status` and `history` then."""
+
+    exit_code = 0
+
+
 class NoLedger(NothingSentYet):
     """The ledger file does not exist yet: nothing has been sent with this configuration."""
 
