@@ -106,7 +106,8 @@ def view_url(settings: Settings, edition: str) -> str:
 def sample_values(settings: Settings, edition: str) -> dict[str, str]:
     """The one sample recipient of previews, the sample .eml and the checks. As long as real values:
     the Gmail size budget is measured on these, not on the short tokens."""
-    from .unsubscribe import format_unsubscribe_url, make_token
+    from .unsubscribe_links import format_unsubscribe_url
+    from .unsubscribe_tokens import make_token
 
     token = make_token(SAMPLE_EMAIL, settings.slug, _SAMPLE_SECRET)
     return {
