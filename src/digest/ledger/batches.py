@@ -37,8 +37,6 @@ claims with `SELECT ... FOR UPDATE SKIP LOCKED` where SQLite's single writer nee
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -47,7 +45,7 @@ from ..addresses import normalize_email, split_address
 from ..deliver.base import BatchResult
 from ..errors import LedgerError
 from ..models import Recipient
-from .schema import GREATEST, Database
+from .db import Conn, Database, StagedRow
 
 STATES = ("pending", "in_flight", "sent", "failed", "unknown")  # the order counts are shown in
 State = Literal["pending", "in_flight", "sent", "failed", "unknown"]
@@ -67,8 +65,6 @@ REACHED = (
     f"(r.state IN ({SENT}, {UNKNOWN}) OR (r.state = {IN_FLIGHT} AND EXISTS "
     "(SELECT 1 FROM batches b WHERE b.id = r.batch AND b.state <> 'reserved')))"
 )
-# How reserved rows go back to pending, as if never reserved (the attempt is not counted).
-_UNRESERVE = f"UPDATE recipients SET state = {PENDING}, batch = NULL, attempts = {GREATEST}(attempts - 1, 0)"
 _NOTE_CRASH = "a run stopped after handing this batch to the backend and before recording the answer"
 
 
@@ -90,41 +86,27 @@ class PendingRow:
         return Recipient(email=self.email, name=self.name)
 
 
-def edition_key(conn: sqlite3.Connection, edition: str) -> int | None:
+def edition_key(conn: Conn, edition: str) -> int | None:
     """The integer an edition's rows are stored under; None when the ledger has no such edition."""
     row = conn.execute("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
     return None if row is None else int(row[0])
 
 
-def batch_key(conn: sqlite3.Connection, batch_id: str, state: str | None = None) -> int | None:
+def batch_key(conn: Conn, batch_id: str, state: str | None = None) -> int | None:
     """The integer a batch's rows refer to it by (optionally only while it is in `state`)."""
     sql = "SELECT id FROM batches WHERE name = ?" + ("" if state is None else " AND state = ?")
     row = conn.execute(sql, (batch_id,) if state is None else (batch_id, state)).fetchone()
     return None if row is None else int(row[0])
 
 
-def stage(conn: sqlite3.Connection, recipients: Iterable[Recipient], bulk: bool) -> int:
-    """Put addresses into the connection's TEMP table `stage` (local, domain, email as written if it differs,
-    name), replacing what it held; returns how many. `bulk`: one statement over a JSON array, during
-    which SQLite runs with the GIL released."""
-    conn.execute("DELETE FROM stage")
+def staged(recipients: Iterable[Recipient]) -> list[StagedRow]:
+    """Recipients as Database.stage takes them: (local part, domain, the address as written if it differs, name)."""
     rows = []
     for r in recipients:
         written = r.email.strip()
         norm = normalize_email(written)
         rows.append((*split_address(norm), None if written == norm else written, r.name))
-    if bulk:
-        data = json.dumps(rows, ensure_ascii=False)
-        if "\\u0000" not in data:  # (NUL in a value: row by row, SQLite's JSON text stops at NUL)
-            conn.execute(
-                "INSERT INTO stage (local, domain, email, name) SELECT json_extract(value, '$[0]'), "
-                "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') "
-                "FROM json_each(?)",
-                (data,),
-            )
-            return len(rows)
-    conn.executemany("INSERT INTO stage (local, domain, email, name) VALUES (?, ?, ?, ?)", rows)
-    return len(rows)
+    return rows
 
 
 # The staged addresses that the ledger knows, with their ids (ADDRESS's aliases).
@@ -132,7 +114,7 @@ STAGED = "stage s JOIN domains d ON d.name = s.domain JOIN addresses a ON a.doma
 
 
 def _insert_batch(
-    conn: sqlite3.Connection,
+    conn: Conn,
     batch_id: str,
     edition: int,
     run_id: int | None,
@@ -151,9 +133,7 @@ def _insert_batch(
     return int(row[0])
 
 
-def _take_pending(
-    conn: sqlite3.Connection, edition: int, size: int, batch: int, run_id: int | None
-) -> list[PendingRow]:
+def _take_pending(conn: Conn, edition: int, size: int, batch: int, run_id: int | None) -> list[PendingRow]:
     """In the caller's transaction: up to `size` pending rows, in order, go in flight under `batch`."""
     scope = "" if run_id is None else " AND run = ?"
     conn.execute(
@@ -165,7 +145,7 @@ def _take_pending(
     return _rows_of(conn, batch)
 
 
-def _rows_of(conn: sqlite3.Connection, batch: int) -> list[PendingRow]:
+def _rows_of(conn: Conn, batch: int) -> list[PendingRow]:
     rows = conn.execute(
         f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM recipients r {ADDRESS} "
         f"WHERE r.batch = ? AND r.state = {IN_FLIGHT} ORDER BY r.address",
@@ -178,6 +158,11 @@ class BatchesMixin:
     """The transitions above, on the ledger's database (Ledger inherits them)."""
 
     _db: Database
+
+    @property
+    def _unreserve(self) -> str:
+        """How reserved rows go back to pending, as if never reserved (the attempt is not counted)."""
+        return f"UPDATE recipients SET state = {PENDING}, batch = NULL, attempts = {self._db.greatest}(attempts - 1, 0)"
 
     def next_batch(self, edition: str, size: int, run_id: int | None = None) -> list[PendingRow]:
         """Up to `size` pending recipients, in order; with `run_id`, only those on that run's list."""
@@ -282,7 +267,7 @@ class BatchesMixin:
             if ed is None:
                 return
             batch = _insert_batch(conn, batch_id, ed, run_id, "in_flight", backend, content_hash, len(emails))
-            stage(conn, (Recipient(e) for e in emails), bulk=False)
+            self._db.stage(conn, staged(Recipient(e) for e in emails))
             conn.execute(
                 f"UPDATE recipients SET state = {IN_FLIGHT}, batch = ?, attempts = attempts + 1, error = NULL "
                 f"WHERE edition = ? AND state = {PENDING} AND address IN (SELECT a.id FROM {STAGED})",
@@ -371,7 +356,7 @@ class BatchesMixin:
             batch = batch_key(conn, batch_id, "reserved")
             if batch is None:
                 return 0
-            n = conn.execute(f"{_UNRESERVE} WHERE batch = ? AND state = {IN_FLIGHT}", (batch,)).rowcount
+            n = conn.execute(f"{self._unreserve} WHERE batch = ? AND state = {IN_FLIGHT}", (batch,)).rowcount
             conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
             return n
 
@@ -389,8 +374,8 @@ class BatchesMixin:
                 "AND batch IN (SELECT id FROM batches WHERE edition = ? AND state = ?)"
             )
             conn.execute(f"UPDATE recipients SET state = {SENT} {in_batches}", (ed, ed, "done"))
-            conn.execute(f"{_UNRESERVE} {in_batches}", (ed, ed, "reserved"))
-            conn.execute(f"{_UNRESERVE} WHERE edition = ? AND state = {IN_FLIGHT} AND batch IS NULL", (ed,))
+            conn.execute(f"{self._unreserve} {in_batches}", (ed, ed, "reserved"))
+            conn.execute(f"{self._unreserve} WHERE edition = ? AND state = {IN_FLIGHT} AND batch IS NULL", (ed,))
             conn.execute("DELETE FROM batches WHERE edition = ? AND state = 'reserved'", (ed,))
             conn.execute(
                 "UPDATE batches SET state = 'unknown', error = ?, updated_at = ? "

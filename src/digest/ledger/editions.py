@@ -10,8 +10,8 @@ from itertools import islice
 
 from ..errors import LedgerError
 from ..models import Recipient
-from .batches import IN_FLIGHT, PENDING, REACHED, STAGED, UNKNOWN, edition_key, now, stage
-from .schema import Database
+from .batches import IN_FLIGHT, PENDING, REACHED, STAGED, UNKNOWN, edition_key, now, staged
+from .db import Database
 
 CHUNK = 5000  # rows per transaction while streaming a list in: bounded memory, few commits
 
@@ -148,9 +148,8 @@ class EditionsMixin:
         row is stamped with it, so a run sends only to people on *its* list: someone pending from an
         earlier, interrupted run who has since left the list or unsubscribed is not sent to.
 
-        A chunk is staged as one statement over a JSON array where SQLite has the JSON functions: SQLite
-        then works with the GIL released for the whole chunk, so a thread reading the list ahead
-        (send.prepare_send) runs meanwhile.
+        A chunk is staged in one statement where the database allows it (SQLite: over a JSON array, with the
+        GIL released), so a thread reading the list ahead (send.prepare_send) runs meanwhile.
         """
         row = self._db.read("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
         if row is None:
@@ -159,10 +158,11 @@ class EditionsMixin:
         before = self._edition_size(ed)
         listed = 0
         it = iter(recipients)
-        bulk = self._db.json_functions
         while chunk := list(islice(it, CHUNK)):
+            rows = staged(chunk)
+            listed += len(rows)
             with self._db.tx() as conn:
-                listed += stage(conn, chunk, bulk)
+                self._db.stage(conn, rows)
                 conn.execute(_ADD[0])
                 conn.execute(_ADD[1])
                 conn.execute(_ADD[2], (ed, run_id))

@@ -10,8 +10,9 @@ from ..deliver.base import BatchResult
 from ..errors import NoLedger
 from ..models import Recipient
 from .batches import BatchesMixin, PendingRow, UnknownAction
+from .db import Database
 from .editions import AddResult, EditionsMixin
-from .schema import Database
+from .schema import SqliteDatabase
 from .views import BatchInfo, EditionSummary, ViewsMixin
 
 
@@ -74,7 +75,7 @@ class Ledger(BatchesMixin, EditionsMixin, ViewsMixin):
     @classmethod
     def open(cls, path: Path) -> Ledger:
         """Open (creating if needed) and migrate the ledger at `path`; refuse one from a newer digest."""
-        return cls(Database.open(path))
+        return cls(SqliteDatabase.open(path))
 
     @classmethod
     def open_existing(cls, path: Path) -> Ledger:

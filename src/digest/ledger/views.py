@@ -20,9 +20,9 @@ from .batches import (
     STAGED,
     STATES,
     UNKNOWN,
-    stage,
+    staged,
 )
-from .schema import Database
+from .db import Database
 
 _SUMMARY = "SELECT name, newsletter, period, subject, content_hash, created_at, finished_at FROM editions"
 
@@ -244,7 +244,7 @@ class ViewsMixin:
         if ed is None:
             return {}
         with self._db.staging() as conn:
-            stage(conn, (Recipient(e) for e in emails), bulk=self._db.json_functions)
+            self._db.stage(conn, staged(Recipient(e) for e in emails))
             rows = conn.execute(
                 f"SELECT {EMAIL_NORM}, r.state FROM {STAGED} JOIN recipients r ON r.edition = ? AND r.address = a.id",
                 (ed,),
