@@ -133,16 +133,25 @@ def _insert_batch(
     return int(row[0])
 
 
-def _take_pending(conn: Conn, edition: int, size: int, batch: int, run_id: int | None) -> list[PendingRow]:
+def _take_pending(
+    conn: Conn, db: Database, edition: int, size: int, batch: int, run_id: int | None
+) -> list[PendingRow]:
     """In the caller's transaction: up to `size` pending rows, in order, go in flight under `batch`."""
-    scope = "" if run_id is None else " AND run = ?"
     conn.execute(
         f"UPDATE recipients SET state = {IN_FLIGHT}, batch = ?, attempts = attempts + 1, error = NULL "
-        "WHERE edition = ? AND address IN (SELECT address FROM recipients "
-        f"WHERE edition = ? AND state = {PENDING}{scope} ORDER BY address LIMIT ?)",
+        f"WHERE edition = ? AND address IN ({_pending(db, run_id)} LIMIT ?)",
         (batch, edition, edition, *(() if run_id is None else (run_id,)), size),
     )
     return _rows_of(conn, batch)
+
+
+def _pending(db: Database, run_id: int | None) -> str:
+    """The addresses of an edition's pending rows in sending order (parameters: edition, then run_id if given).
+    Without a run (digest retry) they go run by run: the order the pending index keeps them in."""
+    scope = " AND run = ? ORDER BY address" if run_id is not None else " ORDER BY run, address"
+    return (
+        f"SELECT address FROM recipients {db.hint('recipients_pending')} WHERE edition = ? AND state = {PENDING}{scope}"
+    )
 
 
 def _rows_of(conn: Conn, batch: int) -> list[PendingRow]:
@@ -166,14 +175,16 @@ class BatchesMixin:
 
     def next_batch(self, edition: str, size: int, run_id: int | None = None) -> list[PendingRow]:
         """Up to `size` pending recipients, in order; with `run_id`, only those on that run's list."""
-        scope = "" if run_id is None else " AND r.run = ?"
+        found = self._db.read("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
+        if found is None:
+            return []
+        scope = () if run_id is None else (run_id,)
         rows = self._db.read(
-            f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM recipients r {ADDRESS} "
-            f"WHERE r.edition = (SELECT id FROM editions WHERE name = ?) AND r.state = {PENDING}{scope} "
-            "ORDER BY r.address LIMIT ?",
-            (edition, *(() if run_id is None else (run_id,)), size),
+            f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM ({_pending(self._db, run_id)} LIMIT ?) p "
+            f"JOIN recipients r ON r.edition = ? AND r.address = p.address {ADDRESS}",
+            (found[0], *scope, size, found[0]),
         ).fetchall()
-        return [PendingRow(*row) for row in rows]
+        return sorted((PendingRow(*row) for row in rows), key=lambda row: row.position)
 
     def claim_batch(
         self,
@@ -191,7 +202,7 @@ class BatchesMixin:
             if ed is None:
                 return []
             batch = _insert_batch(conn, batch_id, ed, run_id, "in_flight", backend, content_hash)
-            rows = _take_pending(conn, ed, size, batch, run_id)
+            rows = _take_pending(conn, self._db, ed, size, batch, run_id)
             if rows:
                 conn.execute("UPDATE batches SET size = ? WHERE id = ?", (len(rows), batch))
             else:
@@ -208,7 +219,7 @@ class BatchesMixin:
             if ed is None:
                 return []
             batch = _insert_batch(conn, batch_id, ed, run_id, "reserved")
-            rows = _take_pending(conn, ed, size, batch, run_id)
+            rows = _take_pending(conn, self._db, ed, size, batch, run_id)
             if not rows:
                 conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
             return rows
@@ -369,13 +380,13 @@ class BatchesMixin:
             ed = edition_key(conn, edition)
             if ed is None:
                 return 0
+            # Keyed by batch, so SQLite walks the small in-flight index rather than the whole edition.
             in_batches = (
-                f"WHERE edition = ? AND state = {IN_FLIGHT} "
-                "AND batch IN (SELECT id FROM batches WHERE edition = ? AND state = ?)"
+                f"WHERE state = {IN_FLIGHT} AND batch IN (SELECT id FROM batches WHERE edition = ? AND state = ?)"
             )
-            conn.execute(f"UPDATE recipients SET state = {SENT} {in_batches}", (ed, ed, "done"))
-            conn.execute(f"{self._unreserve} {in_batches}", (ed, ed, "reserved"))
-            conn.execute(f"{self._unreserve} WHERE edition = ? AND state = {IN_FLIGHT} AND batch IS NULL", (ed,))
+            conn.execute(f"UPDATE recipients SET state = {SENT} {in_batches}", (ed, "done"))
+            conn.execute(f"{self._unreserve} {in_batches}", (ed, "reserved"))
+            conn.execute(f"{self._unreserve} WHERE state = {IN_FLIGHT} AND batch IS NULL AND +edition = ?", (ed,))
             conn.execute("DELETE FROM batches WHERE edition = ? AND state = 'reserved'", (ed,))
             conn.execute(
                 "UPDATE batches SET state = 'unknown', error = ?, updated_at = ? "
@@ -383,7 +394,8 @@ class BatchesMixin:
                 (_NOTE_CRASH, at, ed),
             )
             n = conn.execute(
-                f"UPDATE recipients SET state = {UNKNOWN}, error = NULL WHERE edition = ? AND state = {IN_FLIGHT}",
+                f"UPDATE recipients SET state = {UNKNOWN}, error = NULL "
+                f"WHERE state = {IN_FLIGHT} AND batch IN (SELECT id FROM batches WHERE edition = ?)",
                 (ed,),
             ).rowcount
             # Runs of this edition without an outcome died (we hold the lock and have not started ours yet).

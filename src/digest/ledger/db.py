@@ -39,6 +39,10 @@ class Database(Protocol):
     path: Path  # where the newsletter locks live beside it
     greatest: str  # SQL's two-argument maximum: max (SQLite), greatest (PostgreSQL)
 
+    def hint(self, index: str) -> str:
+        """Text after a table name that makes the planner use `index` (SQLite: INDEXED BY; elsewhere: "")."""
+        ...
+
     @property
     def version(self) -> int: ...
     def tx(self, durable: bool = False) -> AbstractContextManager[Conn]:
