@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import _factories as factories
 import pytest
 
+from digest.deliver.base import BatchResult
 from digest.deliver.outbox import OutboxBackend
 from digest.errors import DeliveryError, LedgerError, NoLedger, RecipientsError
 from digest.ledger import BatchStore, Ledger, lookup
@@ -130,3 +132,20 @@ def test_digest_ledger_vacuum_prints_sizes(tmp_path: Path) -> None:
     result = runner.invoke(main, ["--config", str(config), "ledger", "vacuum"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"Vacuumed {tmp_path / 'ledger.sqlite3'}: ") and " MB -> " in result.stdout
+
+
+def test_the_end_of_a_run_gives_freed_pages_back(tmp_path: Path) -> None:
+    """finish_run returns the pages a send freed (its pending index) to the file system: no free list left."""
+    path = tmp_path / "l.sqlite3"
+    with Ledger.open(path) as ledger:
+        ledger.begin_edition(ED, "mayors-innovation", "2020-01", HASH, "January")
+        run = ledger.start_run(ED, "outbox")
+        ledger.add_recipients(ED, people(20_000), run_id=run)
+        for seq in range(20):
+            ledger.claim_batch(ED, 1000, f"b{seq}", "outbox", HASH, run_id=run)
+            ledger.record(ED, f"b{seq}", BatchResult(sent=[f"user{i}@example.org" for i in range(20_000)]))
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] > 10  # the pending index, emptied
+        ledger.finish_run(run, "done")
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        conn.close()

@@ -364,9 +364,10 @@ class SqliteDatabase:
 
     def release_free_pages(self) -> None:
         """Give the file's free pages back to the file system (incremental auto-vacuum)."""
+        # executescript: the pragma frees one page per step, and execute() would step it once.
         # Busy (another newsletter is writing): the next run's end frees them.
         with self._lock, contextlib.suppress(sqlite3.OperationalError):
-            self.conn.execute("PRAGMA incremental_vacuum").fetchall()
+            self.conn.executescript("PRAGMA incremental_vacuum;")
 
     def size(self) -> int:
         """Bytes on disk: the file and its write-ahead log."""
