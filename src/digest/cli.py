@@ -524,7 +524,7 @@ def vacuum(ctx: click.Context, /) -> None:
     from .ledger import lookup
 
     settings = _settings(ctx)
-    path = settings.path(settings.ledger_path)
+    path = settings.ledger_location()
     before, after = lookup.vacuum(path)
     click.echo(f"Vacuumed {path}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB.")
 

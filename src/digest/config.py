@@ -155,6 +155,7 @@ class Settings:
     build_dir: Path = Path("build")
     outbox_dir: Path = Path("outbox")
     ledger_path: Path = Path("ledger.sqlite3")
+    ledger_url: str = ""  # postgresql://... puts the ledger in PostgreSQL (DIGEST_LEDGER_URL; password from PG*)
     suppression_file: Path = Path("suppressions.csv")
     backend: str = "outbox"
     utm: bool = True
@@ -166,6 +167,10 @@ class Settings:
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else self.root / value
+
+    def ledger_location(self) -> Path | str:
+        """Where the ledger is: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.ledger_url or self.path(self.ledger_path)
 
 
 _PATH_KEYS = {"content_dir", "templates_dir", "build_dir", "outbox_dir", "ledger_path", "suppression_file"}

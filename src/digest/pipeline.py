@@ -327,7 +327,7 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
     if from_build is None and request.retry_edition:
         from .ledger import lookup
 
-        from_build = lookup.build_folder(settings.path(settings.ledger_path), request.retry_edition)
+        from_build = lookup.build_folder(settings.ledger_location(), request.retry_edition)
     if from_build:
         built = read_build(from_build)
     else:
@@ -356,7 +356,6 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
     from .deliver.registry import make_backend
     from .errors import EmptySelection, NoLedger, UsageError
     from .ledger import Ledger
-    from .lock import newsletter_lock
     from .personalize import view_url, with_shared_values
     from .recipients import load_suppressions, read_recipients, single_recipient
     from .send import execute_send, prepare_send
@@ -372,7 +371,7 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
         raise UsageError("--to and --recipients cannot be combined: --to is a test send, --recipients the list")
     if not (test or request.recipients or retry):
         raise UsageError("say who gets it: --recipients FILE for the list, or --to ADDR for a test send")
-    ledger_path = settings.path(settings.ledger_path)
+    ledger_path = settings.ledger_location()
 
     if request.if_new and not test:
         try:
@@ -439,7 +438,7 @@ def send(settings: Settings, request: SendRequest, hooks: SendHooks) -> Any:
             return run(None, rows)
         with ledger:
             return run(ledger, rows)
-    with newsletter_lock(ledger_path, built.newsletter), Ledger.open(ledger_path) as ledger:
+    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock(built.newsletter):
         if retry and request.retry_edition != built.edition:
             raise UsageError(
                 f"digest retry {request.retry_edition}: the build is {built.edition}; "
@@ -476,17 +475,17 @@ def write_report(path: Path, report: Any) -> None:
 def latest_edition(settings: Settings) -> str:
     from .ledger import lookup
 
-    return lookup.latest_edition(settings.path(settings.ledger_path), settings.slug)
+    return lookup.latest_edition(settings.ledger_location(), settings.slug)
 
 
 def history(settings: Settings) -> list[Any]:
     from .ledger import lookup
 
-    return lookup.history(settings.path(settings.ledger_path), settings.slug)
+    return lookup.history(settings.ledger_location(), settings.slug)
 
 
 def status(settings: Settings, edition: str | None) -> dict[str, Any]:
     """`digest status [--json]`: JSON-ready, with the counts also under their own names."""
     from .ledger import lookup
 
-    return lookup.status(settings.path(settings.ledger_path), settings.slug, edition).to_dict()
+    return lookup.status(settings.ledger_location(), settings.slug, edition).to_dict()

@@ -35,7 +35,6 @@ from .addresses import normalize_email
 from .deliver.base import Backend, BatchResult, Personal
 from .errors import BatchOutcomeUnknown, DeliveryError, LedgerError, PartialFailure, UnsettledBatches
 from .ledger import BatchStore, PendingRow
-from .lock import require_lock
 from .models import Build, Recipient
 
 UnknownPolicy = Literal["stop", "resend", "mark-sent"]
@@ -207,7 +206,7 @@ def prepare_send(
     if ledger is None:
         raise LedgerError("send: a real send needs the ledger; open it with Ledger.open(settings.ledger_path)")
     # Recovering in-flight rows below is only right when no other run can own them.
-    require_lock(ledger.path, build.newsletter)
+    ledger.require_lock(build.newsletter)
     ledger.begin_edition(
         build.edition, build.newsletter, build.period, build.content_hash, build.subject, allow_changed=allow_changed
     )

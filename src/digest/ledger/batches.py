@@ -101,12 +101,13 @@ def batch_key(conn: Conn, batch_id: str, state: str | None = None) -> int | None
 
 def staged(recipients: Iterable[Recipient]) -> list[StagedRow]:
     """Recipients as Database.stage takes them: (local part, domain, the address as written if it differs, name)."""
-    rows = []
+    rows: dict[tuple[str, str], StagedRow] = {}
     for r in recipients:
         written = r.email.strip()
-        norm = normalize_email(written)
-        rows.append((*split_address(norm), None if written == norm else written, r.name))
-    return rows
+        local, domain = split_address(normalize_email(written))
+        # Two spellings of one address in a chunk are one row (the later one's), at the earlier one's place.
+        rows[local, domain] = (local, domain, None if written == f"{local}@{domain}" else written, r.name)
+    return list(rows.values())
 
 
 # The staged addresses that the ledger knows, with their ids (ADDRESS's aliases).

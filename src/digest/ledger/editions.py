@@ -23,7 +23,7 @@ _ADD = [
     "INSERT INTO addresses (domain, local, email, name) SELECT d.id, s.local, s.email, s.name "
     "FROM stage s JOIN domains d ON d.name = s.domain WHERE true ORDER BY s.pos "
     "ON CONFLICT (domain, local) DO UPDATE SET email = excluded.email, name = excluded.name "
-    "WHERE email IS NOT excluded.email OR name IS NOT excluded.name",
+    "WHERE coalesce(addresses.email, '') <> coalesce(excluded.email, '') OR addresses.name <> excluded.name",
     f"INSERT INTO recipients (edition, address, state, run) SELECT ?, a.id, {PENDING}, ? FROM {STAGED} "
     "WHERE true ORDER BY s.pos ON CONFLICT (edition, address) DO UPDATE SET run = excluded.run",
 ]
@@ -109,15 +109,14 @@ class EditionsMixin:
     def start_run(self, edition: str, backend: str) -> int:
         """Register a send run; its id scopes which pending rows this run may send (see add_recipients)."""
         with self._db.tx() as conn:
-            cur = conn.execute(
-                "INSERT INTO runs (edition, backend, pid, started_at) "
-                "SELECT id, ?, ?, ? FROM editions WHERE name = ? RETURNING id",
-                (backend, os.getpid(), now(), edition),
-            )
-            row = cur.fetchone()
-            if row is None:
+            ed = edition_key(conn, edition)
+            if ed is None:
                 raise LedgerError(f"start_run: no edition {edition} in the ledger (begin_edition first)")
-            return int(row[0])
+            cur = conn.execute(
+                "INSERT INTO runs (edition, backend, pid, started_at) VALUES (?, ?, ?, ?) RETURNING id",
+                (ed, backend, os.getpid(), now()),
+            )
+            return int(cur.fetchone()[0])
 
     def finish_run(self, run_id: int, outcome: str) -> None:
         """Close a run with its outcome: done, partial, error or declined (a run that died is found later).

@@ -12,7 +12,7 @@ from .store import Ledger
 from .views import EditionStatus, EditionSummary
 
 
-def history(path: Path, newsletter: str) -> list[EditionSummary]:
+def history(path: Path | str, newsletter: str) -> list[EditionSummary]:
     """Editions of `newsletter`, newest first; [] when there is no ledger yet."""
     try:
         ledger = Ledger.open_existing(path)
@@ -22,13 +22,13 @@ def history(path: Path, newsletter: str) -> list[EditionSummary]:
         return ledger.history(newsletter)
 
 
-def latest_edition(path: Path, newsletter: str) -> str:
+def latest_edition(path: Path | str, newsletter: str) -> str:
     """The newest edition of `newsletter`; LedgerError when none was sent yet."""
     with Ledger.open_existing(path) as ledger:
         return _latest(ledger, path, newsletter)
 
 
-def status(path: Path, newsletter: str, edition: str | None = None) -> EditionStatus:
+def status(path: Path | str, newsletter: str, edition: str | None = None) -> EditionStatus:
     """`edition`'s status (the newest edition of `newsletter` if None); LedgerError naming the editions
     there are when it is not in the ledger."""
     with Ledger.open_existing(path) as ledger:
@@ -40,7 +40,7 @@ def status(path: Path, newsletter: str, edition: str | None = None) -> EditionSt
         return found
 
 
-def sent_item_ids(path: Path, newsletter: str) -> set[str] | None:
+def sent_item_ids(path: Path | str, newsletter: str) -> set[str] | None:
     """Item ids of every edition of `newsletter` that reached anyone; None when nothing was sent yet."""
     try:
         ledger = Ledger.open_existing(path)
@@ -50,7 +50,7 @@ def sent_item_ids(path: Path, newsletter: str) -> set[str] | None:
         return ledger.sent_item_ids(newsletter)
 
 
-def build_folder(path: Path, edition: str) -> Path:
+def build_folder(path: Path | str, edition: str) -> Path:
     """The build folder `edition` was sent from (for digest retry); LedgerError when none is recorded."""
     try:
         ledger = Ledger.open_existing(path)
@@ -63,13 +63,13 @@ def build_folder(path: Path, edition: str) -> Path:
     return Path(folder)
 
 
-def vacuum(path: Path) -> tuple[int, int]:
+def vacuum(path: Path | str) -> tuple[int, int]:
     """`digest ledger vacuum`: the ledger without free space; its size in bytes before and after."""
     with Ledger.open_existing(path) as ledger:
         return ledger.vacuum()
 
 
-def _latest(ledger: Ledger, path: Path, newsletter: str) -> str:
+def _latest(ledger: Ledger, path: Path | str, newsletter: str) -> str:
     name = ledger.latest_edition(newsletter)
     if name is None:
         raise LedgerError(f"{path}: no edition of {newsletter} has been sent yet")

@@ -12,10 +12,11 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import lock
 from ..addresses import split_address
 from ..errors import LedgerError
 from .db import Conn, StagedRow
@@ -340,6 +341,12 @@ class SqliteDatabase:
         """The connection, for reads that use the TEMP table `stage` (writes to it touch no ledger page)."""
         with self._lock:
             yield self.conn
+
+    def newsletter_lock(self, newsletter: str) -> AbstractContextManager[object]:
+        return lock.newsletter_lock(self.path, newsletter)
+
+    def require_lock(self, newsletter: str) -> None:
+        lock.require_lock(self.path, newsletter)
 
     def hint(self, index: str) -> str:
         # Without statistics SQLite's planner walks an edition's primary key (sorted like ORDER BY address)
