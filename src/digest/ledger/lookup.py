@@ -1,14 +1,19 @@
-"""Questions asked of a ledger file that may not exist yet (digest history, status, retry, --if-new, vacuum).
+"""Questions asked of a ledger file that may not exist yet (digest history, status, retry, --if-new,
+and digest ledger vacuum / export / import / migrate).
 
 Each opens the file (Ledger.open_existing: NoLedger when nothing was ever sent), answers and closes it.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from ..errors import LedgerError, NoLedger
 from .store import Ledger
+from .transfer import dumps
 from .views import EditionStatus, EditionSummary
 
 
@@ -67,6 +72,43 @@ def vacuum(path: Path | str) -> tuple[int, int]:
     """`digest ledger vacuum`: the ledger without free space; its size in bytes before and after."""
     with Ledger.open_existing(path) as ledger:
         return ledger.vacuum()
+
+
+def export(location: Path | str, out: IO[str]) -> dict[str, int]:
+    """`digest ledger export`: every record, one JSON line each, to `out`; how many of each type."""
+    counts: dict[str, int] = {}
+    with Ledger.open_existing(location) as ledger:
+        for record in ledger.export():
+            out.write(dumps(record) + "\n")
+            counts[record["type"]] = counts.get(record["type"], 0) + 1
+    return counts
+
+
+def import_file(location: Path | str, source: Path) -> dict[str, int]:
+    """`digest ledger import`: the records of an export file into the (new, empty) ledger at `location`."""
+
+    def records() -> Iterator[dict[str, Any]]:
+        with source.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise LedgerError(f"{source}:{number}: not a ledger export line ({exc.msg}); "
+                                      "give a file written by 'digest ledger export'") from None  # fmt: skip
+
+    try:
+        with Ledger.open_store(location) as ledger:
+            return ledger.import_rows(records())
+    except OSError as exc:
+        raise LedgerError(f"{source}: cannot read the export ({exc.strerror})") from None
+
+
+def migrate(source: Path | str, target: Path | str) -> dict[str, int]:
+    """`digest ledger migrate`: copy the ledger at `source` into the new, empty one at `target`."""
+    with Ledger.open_existing(source) as old, Ledger.open_store(target) as new:
+        return new.import_rows(old.export())
 
 
 def _latest(ledger: Ledger, path: Path | str, newsletter: str) -> str:

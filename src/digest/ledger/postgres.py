@@ -243,6 +243,9 @@ class PostgresDatabase:
             for row in rows:
                 copy.write_row(row)
 
+    def sync_ids(self, conn: Conn, table: str) -> None:
+        conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+
     def release_free_pages(self) -> None:
         """Nothing to do: PostgreSQL's autovacuum reuses the space."""
 

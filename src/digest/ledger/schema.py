@@ -348,6 +348,9 @@ class SqliteDatabase:
     def require_lock(self, newsletter: str) -> None:
         lock.require_lock(self.path, newsletter)
 
+    def sync_ids(self, conn: Conn, table: str) -> None:
+        """Nothing to do: SQLite's next rowid already follows the largest."""
+
     def hint(self, index: str) -> str:
         # Without statistics SQLite's planner walks an edition's primary key (sorted like ORDER BY address)
         # past every sent row instead of the small partial index of pending ones: quadratic over a big list.

@@ -14,6 +14,7 @@ from .batches import BatchesMixin, PendingRow, UnknownAction
 from .db import Database
 from .editions import AddResult, EditionsMixin
 from .schema import SqliteDatabase
+from .transfer import TransferMixin
 from .views import BatchInfo, EditionSummary, ViewsMixin
 
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -75,7 +76,7 @@ class BatchStore(Protocol):
     def release(self, batch_id: str, error: str = "") -> int: ...
 
 
-class Ledger(BatchesMixin, EditionsMixin, ViewsMixin):
+class Ledger(BatchesMixin, EditionsMixin, ViewsMixin, TransferMixin):
     """One SQLite file, one connection. Open with `Ledger.open(path)`; close (or use as a context manager)."""
 
     def __init__(self, db: Database):
