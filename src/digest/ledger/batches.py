@@ -299,7 +299,14 @@ class BatchesMixin:
                 return {}
             batch, ed = found
             # norm -> address of the rows still in flight: the answer can only settle those.
-            in_flight = {row.email_norm: row.position for row in _rows_of(conn, batch)}
+            in_flight = {
+                f"{local}@{domain}": address
+                for local, domain, address in conn.execute(
+                    "SELECT a.local, d.name, r.address FROM recipients r JOIN addresses a ON a.id = r.address "
+                    f"JOIN domains d ON d.id = a.domain WHERE r.batch = ? AND r.state = {IN_FLIGHT}",
+                    (batch,),
+                )
+            }
             sent_keys = {normalize_email(e) for e in result.sent}
             by_key = (
                 "UPDATE recipients SET state = ?, error = ? "
