@@ -55,8 +55,9 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster() -> Iterator[Cluster]:
-    """Start a cluster in a new temporary folder; stop it and remove the folder afterwards."""
+def running_cluster(fsync: bool = False) -> Iterator[Cluster]:
+    """Start a cluster in a new temporary folder; stop it and remove the folder afterwards. `fsync`: durable
+    commits as a real server makes them (benchmarks); the tests go without."""
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError("PostgreSQL's initdb was not found; install Debian's 'postgresql' package")
@@ -73,7 +74,8 @@ def running_cluster() -> Iterator[Cluster]:
         subprocess.run([*run_as, *args], check=True, capture_output=True, timeout=120)
 
     run(str(bindir / "initdb"), "-D", str(data), "-U", "digest", "-A", "trust", "-E", "UTF8", "--no-sync")
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=50"
+    durability = "" if fsync else " -c fsync=off"
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root}{durability} -c max_connections=50"
     run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start")
     try:
         yield Cluster(port=port, bindir=bindir, run_as=run_as)
