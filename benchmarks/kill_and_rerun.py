@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ class Workdir:
     config: Path
     build: Path
     recipients: Path
-    ledger: Path
+    ledger: Path | str
     emails: list[str]
     env: dict[str, str]
 
@@ -64,9 +65,10 @@ class Figures:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def prepare(root: Path, emulator_url: str, count: int, batch_size: int) -> Workdir:
-    """A newsletter folder: digest.toml (the repository's content and templates, the ledger in `root`),
-    the January 2020 edition built by `digest build`, and a recipients CSV of `count` people."""
+def prepare(root: Path, emulator_url: str, count: int, batch_size: int, ledger_url: str = "") -> Workdir:
+    """A newsletter folder: digest.toml (the repository's content and templates, the ledger in `root`, or
+    at `ledger_url` in PostgreSQL), the January 2020 edition built by `digest build`, and a recipients CSV
+    of `count` people."""
     root.mkdir(parents=True, exist_ok=True)
     config = root / "digest.toml"
     config.write_text(
@@ -95,13 +97,14 @@ def prepare(root: Path, emulator_url: str, count: int, batch_size: int) -> Workd
         "DIGEST_UNSUBSCRIBE_SECRET": "kill-and-rerun-secret-0123456789abcdef",
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
+        **({"DIGEST_LEDGER_URL": ledger_url} if ledger_url else {}),
     }
     build = root / "build"
     subprocess.run(
         [sys.executable, "-m", "digest", "build", "--month", "2020-01", "--out", str(build)],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
-    return Workdir(root, config, build, root / "members.csv", root / "ledger.sqlite3", emails, env)
+    return Workdir(root, config, build, root / "members.csv", ledger_url or root / "ledger.sqlite3", emails, env)
 
 
 def command(work: Workdir, *flags: str) -> list[str]:
@@ -124,7 +127,7 @@ def decide(work: Workdir, emulator: Any, figures: Figures) -> list[str]:
     """
     from digest.ledger import Ledger
 
-    with Ledger.open(work.ledger) as ledger:
+    with Ledger.open_store(work.ledger) as ledger:
         ledger.recover_in_flight(EDITION)  # what the next run would do first; we hold no lock, but no run is live
         batches = ledger.unknown_batches(EDITION)
         if not batches:
@@ -155,7 +158,7 @@ def check(work: Workdir, emulator: Any, figures: Figures, when: str) -> None:
     doubled = sorted(e for e, n in got.items() if n > 1)
     if doubled:
         figures.violations.append(f"{when}: {len(doubled)} addresses arrived twice, e.g. {doubled[:3]}")
-    with Ledger.open(work.ledger) as ledger:
+    with Ledger.open_store(work.ledger) as ledger:
         missing = [e for e, _ in ledger.recipients_in(EDITION, "sent") if not got[e.lower()]]
     if missing:
         figures.violations.append(f"{when}: {len(missing)} marked sent never arrived, e.g. {missing[:3]}")
@@ -177,6 +180,7 @@ def campaign(
     seed: int,
     delay: float,
     window: tuple[float, float] = (0.1, 3.0),
+    ledger_url: Callable[[int], str] | None = None,
 ) -> Figures:
     """Rounds of one fresh edition each: kill runs at random moments (uniform in `window` seconds after the
     start) while the edition has work left, then run it to the end and count arrivals; until `kills` kills."""
@@ -188,7 +192,8 @@ def campaign(
         rounds += 1
         emulator.reset()  # forgets messages and faults: one round, one edition, one count
         emulator.add_fault(delay=delay, rate=1.0)  # every request slow, so kills land mid-request too
-        work = prepare(root / f"round{rounds}", emulator.url, recipients, batch_size)
+        url = ledger_url(rounds) if ledger_url else ""  # a fresh PostgreSQL database per round
+        work = prepare(root / f"round{rounds}", emulator.url, recipients, batch_size, url)
         figures.recipients += recipients
         run_round(work, emulator, figures, rng, kills, delay, window)
         got = received(emulator)

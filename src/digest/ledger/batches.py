@@ -140,7 +140,9 @@ def _take_pending(
     """In the caller's transaction: up to `size` pending rows, in order, go in flight under `batch`."""
     conn.execute(
         f"UPDATE recipients SET state = {IN_FLIGHT}, batch = ?, attempts = attempts + 1, error = NULL "
-        f"WHERE edition = ? AND address IN ({_pending(db, run_id)} LIMIT ?)",
+        # state again outside the subquery: a concurrent claim that waited on these rows (PostgreSQL) sees
+        # them in flight when it re-checks, and takes none of them.
+        f"WHERE edition = ? AND state = {PENDING} AND address IN ({_pending(db, run_id)} LIMIT ?)",
         (batch, edition, edition, *(() if run_id is None else (run_id,)), size),
     )
     return _rows_of(conn, batch)
