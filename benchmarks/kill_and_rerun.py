@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,7 @@ def prepare(root: Path, emulator_url: str, count: int, batch_size: int, ledger_u
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
+        **({"DIGEST_LEDGER_URL": ledger_url} if ledger_url else {}),
     }
     build = root / "build"
     subprocess.run(
@@ -144,7 +146,13 @@ def received(emulator: Any) -> Counter[str]:
 
 
 def states(work: Workdir) -> dict[str, str]:
-    """Each recipient's state, read straight from the ledger file (read-only: the harness decides nothing)."""
+    """Each recipient's state, read straight from the ledger (read-only: the harness decides nothing)."""
+    if isinstance(work.ledger, str):
+        from digest.ledger import Ledger
+
+        with Ledger.open_store(work.ledger) as ledger:
+            rows = ledger._db.read("SELECT email_norm, state FROM recipient_rows WHERE edition = ?", (EDITION,))
+            return dict(rows.fetchall())
     with sqlite3.connect(f"file:{work.ledger}?mode=ro", uri=True) as conn:
         rows = conn.execute("SELECT email_norm, state FROM recipient_rows WHERE edition = ?", (EDITION,))
         return dict(rows.fetchall())
@@ -260,15 +268,18 @@ def campaign(
     seed: int,
     step: float = 0.05,
     window: tuple[float, float] = (0.6, 1.8),
+    ledger_url: Callable[[int], str] | None = None,
 ) -> Figures:
-    """Rounds of one fresh edition each (usually one) until `kills` runs were killed mid-send."""
+    """Rounds of one fresh edition each (usually one) until `kills` runs were killed mid-send; with
+    `ledger_url`, each round's ledger is the PostgreSQL database it names for the round's number."""
     rng = random.Random(seed)
     figures = Figures()
     started = time.monotonic()
     while figures.kills < kills and figures.rounds < 5:
         figures.rounds += 1
         faults(emulator, seed + figures.rounds * 10, step)
-        work = prepare(root / f"round{figures.rounds}", emulator.url, recipients, batch_size)
+        url = ledger_url(figures.rounds) if ledger_url else ""
+        work = prepare(root / f"round{figures.rounds}", emulator.url, recipients, batch_size, url)
         figures.recipients += recipients
         run_round(work, emulator, figures, rng, kills, window)
     figures.seconds = round(time.monotonic() - started, 1)

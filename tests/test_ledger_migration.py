@@ -141,17 +141,18 @@ def test_export_and_import_through_a_file(migrated: Path, tmp_path: Path) -> Non
     from digest.cli import main
 
     config = tmp_path / "digest.toml"
-    config.write_text(f'ledger_path = "{migrated}"\n', encoding="utf-8")
+    named = 'name = "Mayors"\nslug = "mayors-innovation"\nsender = "Mayors <news@example.org>"\n'
+    config.write_text(named + f'ledger_path = "{migrated}"\n', encoding="utf-8")
     runner = CliRunner()
     result = runner.invoke(main, ["--config", str(config), "ledger", "export", str(tmp_path / "l.jsonl")])
     assert result.exit_code == 0, result.output
     assert "12 recipients" in result.stdout and "7 addresses" in result.stdout
-    config.write_text(f'ledger_path = "{tmp_path / "new.sqlite3"}"\n', encoding="utf-8")
+    config.write_text(named + f'ledger_path = "{tmp_path / "new.sqlite3"}"\n', encoding="utf-8")
     result = runner.invoke(main, ["--config", str(config), "ledger", "import", str(tmp_path / "l.jsonl")])
     assert result.exit_code == 0, result.output
     with Ledger.open(migrated) as old, Ledger.open(tmp_path / "new.sqlite3") as new:
         assert _everything(new) == _everything(old)
-    config.write_text(f'ledger_path = "{tmp_path / "other.sqlite3"}"\n', encoding="utf-8")
+    config.write_text(named + f'ledger_path = "{tmp_path / "other.sqlite3"}"\n', encoding="utf-8")
     (tmp_path / "bad.jsonl").write_text('{"type": "edition"\n', encoding="utf-8")
     result = runner.invoke(main, ["--config", str(config), "ledger", "import", str(tmp_path / "bad.jsonl")])
     assert result.exit_code == 1 and "bad.jsonl:1: not a ledger export line" in result.stderr

@@ -437,10 +437,9 @@ def test_at_most_one_batch_is_ever_handed_over_and_unanswered(ledger_path: Path)
         assert [b.size for b in ledger.batches(ED)] == [3, 3, 3, 1]
 
 
-def test_requests_in_flight_are_bounded_by_the_backend_concurrency(ledger_path: Path) -> None:
+def test_requests_in_flight_are_bounded_by_the_backend_concurrency(ledger_path: Path | str) -> None:
     """With concurrency 3, three batches are out at once (a barrier proves it), never more are handed over
     without an answer, and every recipient is sent once with one attempt."""
-    import sqlite3
     import threading
 
     barrier = threading.Barrier(3, timeout=10)
@@ -449,11 +448,8 @@ def test_requests_in_flight_are_bounded_by_the_backend_concurrency(ledger_path: 
 
     class Wide(ScriptedBackend):
         def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
-            conn = sqlite3.connect(ledger_path)
-            try:
-                n = conn.execute("SELECT count(*) FROM batches WHERE state = 'in_flight'").fetchone()[0]
-            finally:
-                conn.close()
+            with Ledger.open_store(ledger_path) as other:  # another connection, as another process would see it
+                n = len(other.batches(ED, "in_flight"))
             with lock:
                 in_flight_seen.append(n)
                 self.delivered += [p.recipient.email for p in batch]
@@ -465,8 +461,8 @@ def test_requests_in_flight_are_bounded_by_the_backend_concurrency(ledger_path: 
     report = run(ledger_path, backend, people(15))
     assert report.sent == 15 and report.exit_code == 0 and max(in_flight_seen) <= 3
     assert sorted(backend.delivered) == sorted(f"user{i}@example.org" for i in range(15))
-    with Ledger.open(ledger_path) as ledger:
-        assert {r[0] for r in ledger._db.conn.execute("SELECT attempts FROM recipients")} == {1}
+    with Ledger.open_store(ledger_path) as ledger:
+        assert {r[0] for r in ledger._db.read("SELECT attempts FROM recipients").fetchall()} == {1}
         assert sorted(b.size for b in ledger.batches(ED)) == [1] + [2] * 7
 
 
