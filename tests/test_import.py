@@ -252,3 +252,18 @@ def test_entry_deleted_upstream_is_left_alone(server: FeedServer, folder: Path) 
     again = run("import", feed)
     assert "0 new, 0 updated, 1 unchanged" in again.output
     assert (folder / "content" / "2020-02-21-plain-text.md").exists()
+
+
+def test_password_in_feed_url_is_used_but_never_shown_or_stored(server: FeedServer, folder: Path) -> None:
+    """A feed URL with user:password@ logs in, and the password is in no message, --json, state or content file."""
+    secret = "s3cret-feed-pw"
+    url = server.url.replace("http://", f"http://reader:{secret}@") + "/private/atom.xml"
+    result = run("import", "--json", url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["new"] == 2
+    down = CliRunner().invoke(main, ["import", url.replace(server.url.split("//")[1], "127.0.0.1:9")])
+    assert down.exit_code == 1 and "cannot be reached (Connection refused)" in down.output
+    stored = [p.read_bytes() for p in folder.rglob("*") if p.is_file()]
+    assert all(secret.encode() not in data for data in stored)
+    assert secret not in result.output + down.output
+    assert "http://reader:***@127.0.0.1:9/private/atom.xml: FAILED" in down.output
