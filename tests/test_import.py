@@ -267,3 +267,27 @@ def test_password_in_feed_url_is_used_but_never_shown_or_stored(server: FeedServ
     assert all(secret.encode() not in data for data in stored)
     assert secret not in result.output + down.output
     assert "http://reader:***@127.0.0.1:9/private/atom.xml: FAILED" in down.output
+
+
+@pytest.mark.parametrize("state", ["a folder", "not a database"])
+def test_unusable_import_state_is_one_message(server: FeedServer, folder: Path, state: str) -> None:
+    """An import state that cannot be opened is named with the fix, exit 1, no traceback."""
+    path = folder / ".digest-import.sqlite3"
+    if state == "a folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"these are not the pages of a database" * 200)
+    result = CliRunner().invoke(main, ["import", server.url + "/atom.xml"])
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert f"Error: {path}: cannot open or write the import state" in result.stderr
+    assert "make the folder writable" in result.stderr
+
+
+def test_content_folder_that_cannot_be_made_is_one_message(server: FeedServer, folder: Path) -> None:
+    """A content_dir that cannot be created (a file is in the way) is named with the fix, exit 1, no traceback."""
+    (folder / "blocker").write_text("a file, not a folder\n", encoding="utf-8")
+    with (folder / "digest.toml").open("a", encoding="utf-8") as config:
+        config.write('content_dir = "blocker/content"\n')
+    result = CliRunner().invoke(main, ["import", server.url + "/atom.xml"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"Error: {folder / 'blocker' / 'content'}: cannot create the content folder" in result.stderr

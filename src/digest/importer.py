@@ -22,7 +22,7 @@ from . import fetch as fetching
 from .config import FeedSettings, Settings
 from .contentfile import Skipped, render
 from .entries import Entry, Feed
-from .errors import FeedError
+from .errors import FeedError, ImportWriteError
 from .importstate import STATE_NAME, ImportState, Written
 from .readers import DATE_PREFIX, read_file
 
@@ -95,7 +95,13 @@ def import_feeds(
     today = today or dt.datetime.now(zone).date()
     folder = settings.path(settings.content_dir)
     if not dry_run:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ImportWriteError(
+                f"{folder}: cannot create the content folder ({exc.strerror}); make the newsletter folder "
+                "writable (or set content_dir), then run the same import again"
+            ) from None
     reports = []
     with ImportState(state_path(settings), read_only=dry_run) as state:
         taken = _ids_in(folder)
