@@ -46,7 +46,7 @@ class Workdir:
     config: Path
     build: Path
     recipients: Path
-    ledger: Path
+    ledger: Path | str
     emails: list[str]
     env: dict[str, str]
 
@@ -78,9 +78,10 @@ class Figures:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def prepare(root: Path, emulator_url: str, count: int, batch_size: int) -> Workdir:
-    """A newsletter folder: digest.toml (the repository's content and templates, the ledger in `root`),
-    the January 2020 edition built by `digest build`, and a recipients CSV of `count` people."""
+def prepare(root: Path, emulator_url: str, count: int, batch_size: int, ledger_url: str = "") -> Workdir:
+    """A newsletter folder: digest.toml (the repository's content and templates, the ledger in `root`, or
+    at `ledger_url` in PostgreSQL), the January 2020 edition built by `digest build`, and a recipients CSV
+    of `count` people."""
     root.mkdir(parents=True, exist_ok=True)
     config = root / "digest.toml"
     config.write_text(
@@ -117,7 +118,7 @@ def prepare(root: Path, emulator_url: str, count: int, batch_size: int) -> Workd
         [sys.executable, "-m", "digest", "build", "--month", "2020-01", "--out", str(build)],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
-    return Workdir(root, config, build, root / "members.csv", root / "ledger.sqlite3", emails, env)
+    return Workdir(root, config, build, root / "members.csv", ledger_url or root / "ledger.sqlite3", emails, env)
 
 
 def command(work: Workdir, *flags: str) -> list[str]:

@@ -175,11 +175,11 @@ def child(config: str, build_dir: str, csv_path: str, rows: int, traced: bool) -
 # --- the ledger child ---------------------------------------------------------------------------------------
 
 
-def ledger_child(csv_path: str, ledger_path: str, editions: int) -> None:
-    """Send `editions` editions to the list through the ledger; print one JSON line per edition."""
+def ledger_child_send(location: str, csv_path: str, month: int) -> int:
+    """One edition to the list through the ledger at `location` (a path or a URL) and a provider that
+    takes every batch at once; returns how many were sent."""
     from digest.deliver.base import BatchResult, Personal
     from digest.ledger import Ledger
-    from digest.lock import newsletter_lock
     from digest.models import Build
     from digest.recipients import read_recipients
     from digest.send import execute_send, prepare_send
@@ -197,18 +197,33 @@ def ledger_child(csv_path: str, ledger_path: str, editions: int) -> None:
         def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
             return BatchResult(sent=[p.recipient.email for p in batch], provider_id=batch_id)
 
+    build = Build(folder=Path("build"), edition=f"bench-2020-{month:02d}", newsletter="bench",
+                  period=f"2020-{month:02d}", content_hash=f"sha256:{month:064d}", subject="Bench", preheader="",
+                  html="<p>Hi</p>", text="Hi", sender="Bench <bench@example.org>", reply_to="",
+                  manifest={})  # fmt: skip
+    open_store = getattr(Ledger, "open_store", Ledger.open)  # (the version-2 tree has only a path)
+    with open_store(location) as ledger, _lock(ledger, location):
+        plan = prepare_send(build, AcceptAll(), read_recipients(Path(csv_path)), ledger=ledger)
+        report = execute_send(plan, personalize=lambda r: Personal(r, {}, {}))
+    return report.sent
+
+
+def _lock(ledger: Any, location: str) -> Any:
+    if hasattr(ledger, "newsletter_lock"):
+        return ledger.newsletter_lock("bench")
+    from digest.lock import newsletter_lock
+
+    return newsletter_lock(Path(location), "bench")
+
+
+def ledger_child(csv_path: str, ledger_path: str, editions: int) -> None:
+    """Send `editions` editions to the list through the ledger; print one JSON line per edition."""
     path = Path(ledger_path)
     for month in range(1, editions + 1):
-        build = Build(folder=path.parent, edition=f"bench-2020-{month:02d}", newsletter="bench",
-                      period=f"2020-{month:02d}", content_hash=f"sha256:{month:064d}", subject="Bench", preheader="",
-                      html="<p>Hi</p>", text="Hi", sender="Bench <bench@example.org>", reply_to="",
-                      manifest={})  # fmt: skip
         started = time.perf_counter()
-        with newsletter_lock(path, "bench"), Ledger.open(path) as ledger:
-            plan = prepare_send(build, AcceptAll(), read_recipients(Path(csv_path)), ledger=ledger)
-            report = execute_send(plan, personalize=lambda r: Personal(r, {}, {}))
+        sent = ledger_child_send(ledger_path, csv_path, month)
         seconds = time.perf_counter() - started
-        print(json.dumps({"edition": month, "sent": report.sent, "seconds": seconds, "bytes": path.stat().st_size,
+        print(json.dumps({"edition": month, "sent": sent, "seconds": seconds, "bytes": path.stat().st_size,
                           "hwm_mb": _status()["VmHWM"]}), flush=True)  # fmt: skip
 
 

@@ -22,8 +22,9 @@ OTHER = "sha256:" + "b" * 64
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path / "ledger.sqlite3") as opened:
+def ledger(store_location: Path | str) -> Iterator[Ledger]:
+    """A ledger with one edition begun: in a SQLite file, then in PostgreSQL (conftest.store_location)."""
+    with Ledger.open_store(store_location) as opened:
         opened.begin_edition(ED, "mayors-innovation", "2020-01", HASH, "January")
         yield opened
 
@@ -269,11 +270,9 @@ def test_streaming_100k_keeps_memory_bounded(ledger: Ledger) -> None:
 
 def test_no_secrets_columns(ledger: Ledger) -> None:
     """The schema has no column that could hold a key or password."""
-    columns = {
-        row[1]
-        for table in ("editions", "recipients", "batches", "runs")
-        for row in ledger._db.conn.execute(f"PRAGMA table_info({table})")
-    }
+    tables = ("domains", "addresses", "editions", "recipients", "batches", "runs")
+    columns = {col[0] for table in tables for col in ledger._db.read(f"SELECT * FROM {table} LIMIT 0").description}
+    assert {"local", "state", "attempts"} <= columns
     assert not {c for c in columns if any(w in c for w in ("key", "password", "secret", "token"))}
 
 
@@ -344,25 +343,23 @@ def test_version_1_ledger_migrates_to_current(tmp_path: Path) -> None:
 # --- reserve_batch / promote: the send loop's read-ahead ----------------------------------------
 
 
-def _batch_ids(ledger_path: Path) -> list[str]:
-    conn = sqlite3.connect(ledger_path)
-    try:
-        return [row[0] for row in conn.execute("SELECT name FROM batches WHERE state <> 'reserved' ORDER BY id")]
-    finally:
-        conn.close()
+def _batch_ids(ledger: Ledger) -> list[str]:
+    """The batches handed over, as another connection (another process) sees them."""
+    with Ledger.open_store(ledger._db.url if hasattr(ledger._db, "url") else ledger.path) as other:
+        return [b.id for b in other.batches(ED)]
 
 
-def test_reserve_then_promote_takes_the_next_rows_in_list_order(tmp_path: Path, ledger: Ledger) -> None:
+def test_reserve_then_promote_takes_the_next_rows_in_list_order(ledger: Ledger) -> None:
     """Reserved rows are in flight under a batch not yet handed over; promote hands it over; nothing else moves."""
     ledger.add_recipients(ED, people(5))
     ledger.claim_batch(ED, 1, "b0", "sendgrid", HASH)
     reserved = ledger.reserve_batch(ED, 3, "b1")
     assert [r.email for r in reserved] == ["user1@example.org", "user2@example.org", "user3@example.org"]
     assert ledger.counts(ED)["in_flight"] == 4 and ledger.counts(ED)["pending"] == 1
-    assert _batch_ids(tmp_path / "ledger.sqlite3") == ["b0"]
+    assert _batch_ids(ledger) == ["b0"]
     assert [r.email for r in ledger.next_batch(ED, 10)] == ["user4@example.org"]
     ledger.promote(ED, "b1", 3, "sendgrid", HASH)
-    assert _batch_ids(tmp_path / "ledger.sqlite3") == ["b0", "b1"]
+    assert _batch_ids(ledger) == ["b0", "b1"]
     ledger.record(ED, "b1", BatchResult(sent=[r.email for r in reserved]))
     assert ledger.counts(ED)["sent"] == 3
     assert ledger.reserve_batch(ED, 3, "b2", run_id=99) == []  # nothing pending on run 99's list

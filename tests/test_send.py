@@ -13,12 +13,12 @@ from _factories import send_edition
 from digest.deliver.base import BatchResult, Personal
 from digest.errors import BatchOutcomeUnknown, DeliveryError, LedgerError
 from digest.ledger import Ledger
-from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
 from digest.recipients import read_recipients
 from digest.send import REPORT_CAP, SendReport, execute_send, prepare_send
 
 ED = "mayors-innovation-2020-01"
+BUILD = Path("build")
 
 
 def make_build(folder: Path, content_hash: str = "sha256:" + "1" * 64, subject: str = "January news") -> Build:
@@ -92,22 +92,21 @@ def people(n: int, start: int = 0) -> list[Recipient]:
 
 
 @pytest.fixture
-def ledger_path(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.sqlite3"
+def ledger_path(store_location: Path | str) -> Path | str:
+    """The ledger's location: a SQLite file, then a PostgreSQL database (conftest.store_location)."""
+    return store_location
 
 
 def run(
-    ledger_path: Path, backend: ScriptedBackend, recipients: list[Recipient] | None, **options: object
+    ledger_path: Path | str, backend: ScriptedBackend, recipients: list[Recipient] | None, **options: object
 ) -> SendReport:
     """One locked real send, as the CLI does it."""
-    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
-        return send_edition(
-            make_build(ledger_path.parent), backend, recipients, ledger=ledger, personalize=personalize, **options
-        )  # type: ignore[arg-type]
+    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock("mayors-innovation"):
+        return send_edition(make_build(BUILD), backend, recipients, ledger=ledger, personalize=personalize, **options)  # type: ignore[arg-type]
 
 
-def counts(ledger_path: Path) -> dict[str, int]:
-    with Ledger.open(ledger_path) as ledger:
+def counts(ledger_path: Path | str) -> dict[str, int]:
+    with Ledger.open_store(ledger_path) as ledger:
         return ledger.counts(ED)
 
 
@@ -151,7 +150,7 @@ def test_test_send_and_dry_run_leave_states_alone(ledger_path: Path) -> None:
     before = counts(ledger_path)
     backend = ScriptedBackend()
     report = send_edition(
-        make_build(ledger_path.parent),
+        make_build(BUILD),
         backend,
         [Recipient("me@example.org")],
         ledger=None,
@@ -160,11 +159,9 @@ def test_test_send_and_dry_run_leave_states_alone(ledger_path: Path) -> None:
     )
     assert backend.delivered == ["me@example.org"] and backend.test_flags == [True]
     assert report.test and report.sent == 1 and report.message.startswith("Test send")
-    with Ledger.open(ledger_path) as ledger:
+    with Ledger.open_store(ledger_path) as ledger:
         dry = ScriptedBackend()
-        report = send_edition(
-            make_build(ledger_path.parent), dry, people(5), ledger=ledger, personalize=personalize, dry_run=True
-        )
+        report = send_edition(make_build(BUILD), dry, people(5), ledger=ledger, personalize=personalize, dry_run=True)
     assert dry.calls == 0 and dry.opened == 0
     assert (report.would_send, report.already_sent, report.sent) == (3, 2, 0)
     assert "Dry run" in report.message and "nothing sent" in report.message
@@ -239,8 +236,8 @@ def test_several_unknown_batches_in_a_row_stop_the_run(ledger_path: Path) -> Non
 
 def test_crash_leftovers_become_unknown(ledger_path: Path) -> None:
     """in_flight rows left by a dead run become unknown on the next run, which holds them and sends the rest."""
-    with Ledger.open(ledger_path) as ledger:
-        ledger.begin_edition(ED, "mayors-innovation", "2020-01", make_build(ledger_path.parent).content_hash, "s")
+    with Ledger.open_store(ledger_path) as ledger:
+        ledger.begin_edition(ED, "mayors-innovation", "2020-01", make_build(BUILD).content_hash, "s")
         ledger.add_recipients(ED, people(4))
         rows = ledger.next_batch(ED, 2)
         ledger.mark_in_flight(ED, [r.email_norm for r in rows], "dead-b1", "sendgrid", "h")
@@ -279,9 +276,9 @@ def test_changed_content_is_refused_unless_allowed(ledger_path: Path) -> None:
     """New content for a partly sent edition is refused; --allow-changed sends it to the rest only."""
     with pytest.raises(DeliveryError):
         run(ledger_path, ScriptedBackend(script={2: "refuse"}), people(5))
-    changed = make_build(ledger_path.parent, content_hash="sha256:" + "2" * 64)
+    changed = make_build(BUILD, content_hash="sha256:" + "2" * 64)
     backend = ScriptedBackend()
-    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
+    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock("mayors-innovation"):
         with pytest.raises(LedgerError, match="already sent to 3 recipients with different content"):
             send_edition(changed, backend, people(5), ledger=ledger, personalize=personalize)
         assert backend.calls == 0
@@ -292,16 +289,16 @@ def test_changed_content_is_refused_unless_allowed(ledger_path: Path) -> None:
 
 def test_real_send_needs_the_lock(ledger_path: Path) -> None:
     """prepare_send refuses a real send when the newsletter lock is not held."""
-    with Ledger.open(ledger_path) as ledger, pytest.raises(LedgerError, match="lock .* is not held"):
-        prepare_send(make_build(ledger_path.parent), ScriptedBackend(), people(1), ledger=ledger)
+    with Ledger.open_store(ledger_path) as ledger, pytest.raises(LedgerError, match="lock .* is not held"):
+        prepare_send(make_build(BUILD), ScriptedBackend(), people(1), ledger=ledger)
 
 
 def test_declined_plan_changes_no_state(ledger_path: Path) -> None:
     """prepare_send only counts: declining before execute_send sends nothing and resolves no unknowns."""
     run(ledger_path, ScriptedBackend(script={1: "unknown"}), people(4))
     backend = ScriptedBackend()
-    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
-        plan = prepare_send(make_build(ledger_path.parent), backend, people(6), ledger=ledger, unknown="resend")
+    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock("mayors-innovation"):
+        plan = prepare_send(make_build(BUILD), backend, people(6), ledger=ledger, unknown="resend")
         assert (plan.to_send, plan.already_sent, plan.unknown) == (5, 1, 3)
         assert plan.summary() == f"Send {ED} to 5 recipients via scripted (1 already sent)."
         plan.cancel()
@@ -338,8 +335,8 @@ def test_report_is_json_serialisable(ledger_path: Path) -> None:
 def test_progress_reports_each_batch(ledger_path: Path) -> None:
     """The progress callback gets the size of each finished batch."""
     seen: list[int] = []
-    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
-        plan = prepare_send(make_build(ledger_path.parent), ScriptedBackend(), people(7), ledger=ledger)
+    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock("mayors-innovation"):
+        plan = prepare_send(make_build(BUILD), ScriptedBackend(), people(7), ledger=ledger)
         execute_send(plan, personalize=personalize, progress=seen.append)
     assert seen == [3, 3, 1]
 
@@ -354,9 +351,9 @@ def test_twenty_thousand_in_batches_of_a_thousand(ledger_path: Path) -> None:
 
     (Speed is measured by benchmarks/sendgrid_100k.py, not here.)"""
     backend = ScriptedBackend(batch_size=1000)
-    with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
+    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock("mayors-innovation"):
         report = send_edition(
-            make_build(ledger_path.parent),
+            make_build(BUILD),
             backend,
             lines(20_000),  # type: ignore[arg-type]
             ledger=ledger,
@@ -373,7 +370,7 @@ def test_outbox_backend_gets_each_recipient_once(ledger_path: Path, tmp_path: Pa
 
     backend = OutboxBackend(tmp_path / "outbox", batch_size=2)
     for n in (3, 5, 5):
-        with newsletter_lock(ledger_path, "mayors-innovation"), Ledger.open(ledger_path) as ledger:
+        with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock("mayors-innovation"):
             report = send_edition(make_build(tmp_path), backend, people(n), ledger=ledger, personalize=personalize)
     assert report.message == f"{ED}: already sent to 5; nothing to do."
     box = mailbox.Maildir(backend.maildir(make_build(tmp_path)), create=False)
@@ -386,9 +383,9 @@ def test_dry_run_refuses_where_the_real_run_would(ledger_path: Path) -> None:
     """A dry run refuses (changed content) and holds (unknowns) where the real run would, writing nothing."""
     run(ledger_path, ScriptedBackend(script={2: "unknown"}), people(6))
     before = counts(ledger_path)
-    with Ledger.open(ledger_path) as ledger:
+    with Ledger.open_store(ledger_path) as ledger:
         held = send_edition(
-            make_build(ledger_path.parent),
+            make_build(BUILD),
             ScriptedBackend(),
             people(6),
             ledger=ledger,
@@ -396,7 +393,7 @@ def test_dry_run_refuses_where_the_real_run_would(ledger_path: Path) -> None:
             dry_run=True,
         )
         assert "3 recipients in 1 batch held" in held.message and held.would_send == 0
-        changed = make_build(ledger_path.parent, content_hash="sha256:" + "9" * 64)
+        changed = make_build(BUILD, content_hash="sha256:" + "9" * 64)
         with pytest.raises(LedgerError, match="already sent to 6 recipients with different content"):
             send_edition(
                 changed,
@@ -408,7 +405,7 @@ def test_dry_run_refuses_where_the_real_run_would(ledger_path: Path) -> None:
                 unknown="resend",
             )
         report = send_edition(
-            make_build(ledger_path.parent),
+            make_build(BUILD),
             ScriptedBackend(),
             people(8),
             ledger=ledger,
@@ -423,23 +420,18 @@ def test_dry_run_refuses_where_the_real_run_would(ledger_path: Path) -> None:
 def test_at_most_one_batch_is_ever_handed_over_and_unanswered(ledger_path: Path) -> None:
     """While a batch is with the backend, it is the only batch row in flight (the next one is at most
     reserved: rows without a batch row), and every recipient ends with exactly one attempt."""
-    import sqlite3
-
     seen: list[list[str]] = []
 
     class Watching(ScriptedBackend):
         def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
-            conn = sqlite3.connect(ledger_path)
-            try:
-                seen.append([r[0] for r in conn.execute("SELECT name FROM batches WHERE state = 'in_flight'")])
-            finally:
-                conn.close()
+            with Ledger.open_store(ledger_path) as other:  # another connection, as another process would see it
+                seen.append([b.id for b in other.batches(ED, "in_flight")])
             return super().send_batch(build, batch, batch_id, test)
 
     report = run(ledger_path, Watching(), people(10))
     assert report.sent == 10 and len(seen) == 4
     assert seen == [[f"r1-b{i:05d}"] for i in range(1, 5)]
-    with Ledger.open(ledger_path) as ledger:
+    with Ledger.open_store(ledger_path) as ledger:
         attempts = {r[0] for r in ledger._db.conn.execute("SELECT attempts FROM recipients")}
         assert attempts == {1}
         assert [b.size for b in ledger.batches(ED)] == [3, 3, 3, 1]

@@ -351,7 +351,13 @@ class _StandIn:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)
+                outer.closed += 1
+
+        self.closed = 0
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -380,7 +386,10 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
         b = make_backend(stand_in.url)
         for i in range(3):
             assert b.send_batch(make_build(), [person(i)], f"b{i}").sent == [f"user{i}@example.org"]
-            time.sleep(0.05)  # the server's close reaches the client while the connection is idle
+            deadline = time.monotonic() + 10
+            while stand_in.closed <= i and time.monotonic() < deadline:
+                time.sleep(0.005)  # the server has closed the idle connection before the next request
+            time.sleep(0.01)
         b.close()
     finally:
         stand_in.close()

@@ -1019,6 +1019,18 @@ def test_module_runs_by_hand_and_prints_how_to_use_it() -> None:
         process.wait(timeout=10)
 
 
+def test_a_port_in_use_is_one_clear_line(emu: SendGridEmulator) -> None:
+    """A port another process listens on: exit 1, the port and the fix on stderr, no traceback."""
+    run = subprocess.run(
+        [sys.executable, "-m", "digest.testing.sendgrid_emulator", "--port", str(emu.port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"cannot listen on 127.0.0.1:{emu.port}" in run.stderr and "--port" in run.stderr
+
+
 def test_without_jsonschema_the_command_names_the_extra() -> None:
     """Without jsonschema, `python -m digest.testing.sendgrid_emulator` says to install digest[emulator]: exit 1,
     no traceback; importing the emulator raises the same message."""

@@ -343,12 +343,26 @@ def test_pipelined_data_refused_for_now_is_retried_after_the_batch() -> None:
     assert sink.recipients() == ["a@example.org", "c@example.org", "grey@example.org"] and sleeps == [0.01]
 
 
+class _WaitsForASecondConnection(Sink):
+    """Holds the first connection's first answer to DATA until a second connection has said EHLO (at most
+    10 s), so a client that keeps two batches out is seen using two connections however loaded the host."""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        import asyncio
+        import time
+
+        deadline = time.monotonic() + 10
+        while self.connections < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
 def test_two_connections_send_batches_side_by_side_each_recorded_once(tmp_path: Path) -> None:
     """[smtp] connections = 2: the send loop keeps two batches out, on two connections; everyone gets one."""
     from digest.ledger import Ledger
     from digest.lock import newsletter_lock
 
-    sink = Sink(pipelining=True)
+    sink = _WaitsForASecondConnection(pipelining=True)
     build = make_build()
     recipients = [factories.personal(f"u{i}@example.org", f"U{i}", one_click=False) for i in range(45)]
     by_email = {p.recipient.email: p for p in recipients}

@@ -257,7 +257,7 @@ def sent_editions(settings: Settings) -> list[WebEdition]:
     from .errors import NoLedger
     from .ledger import Ledger
 
-    path = settings.path(settings.ledger_path)
+    path = settings.ledger_location()
     try:
         ledger = Ledger.open_existing(path)
     except NoLedger:

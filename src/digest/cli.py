@@ -679,7 +679,7 @@ def vacuum(ctx: click.Context, /) -> None:
     from .ledger import lookup
 
     settings = _settings(ctx)
-    path = settings.path(settings.ledger_path)
+    path = settings.ledger_location()
     before, after = lookup.vacuum(path)
     click.echo(f"Vacuumed {path}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB.")
 
@@ -704,6 +704,64 @@ def archive(ctx: click.Context, /, out: str | None, include_unsent: bool) -> Non
     outcome = write_archive(_settings(ctx), Path(out) if out else None, include_unsent=include_unsent)
     _warn(outcome.warnings)
     click.echo(outcome.summary())
+
+
+@ledger_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.pass_context
+def ledger_export(ctx: click.Context, /, file: str) -> None:
+    """Write every record of the ledger to FILE (JSON lines; - for standard output).
+
+    \b
+    Example:
+      digest ledger export ledger.jsonl
+    """
+    from .ledger import lookup
+
+    settings = _settings(ctx)
+    with click.open_file(file, "w", encoding="utf-8") as out:
+        counts = lookup.export(settings.ledger_location(), out)
+    click.echo(f"Exported {_records(counts)}.", err=file == "-")
+
+
+@ledger_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.pass_context
+def ledger_import(ctx: click.Context, /, file: str) -> None:
+    """Load a file written by 'digest ledger export' into the configured ledger, which must be new.
+
+    \b
+    Example:
+      DIGEST_LEDGER_URL=postgresql://digest@db/news digest ledger import ledger.jsonl
+    """
+    from .ledger import lookup
+
+    settings = _settings(ctx)
+    counts = lookup.import_file(settings.ledger_location(), Path(file))
+    click.echo(f"Imported {_records(counts)} into {settings.ledger_location()}.")
+
+
+@ledger_group.command("migrate")
+@click.option("--to", "target", required=True, metavar="PATH|URL", help="The new ledger: a SQLite file or a URL.")
+@click.pass_context
+def ledger_migrate(ctx: click.Context, /, target: str) -> None:
+    """Copy the configured ledger into a new one (SQLite file <-> PostgreSQL), every row; then point
+    ledger_path or DIGEST_LEDGER_URL at it.
+
+    \b
+    Example:
+      digest ledger migrate --to postgresql://digest@db.example.org/news
+    """
+    from .ledger import lookup
+
+    settings = _settings(ctx)
+    counts = lookup.migrate(settings.ledger_location(), target)
+    click.echo(f"Copied {_records(counts)}. Point ledger_path or DIGEST_LEDGER_URL at the new ledger.")
+
+
+def _records(counts: dict[str, int]) -> str:
+    plural = {"batch": "batches", "address": "addresses"}
+    return ", ".join(f"{n:,} {kind if n == 1 else plural.get(kind, kind + 's')}" for kind, n in counts.items())
 
 
 @main.command("unsubscribe-server")
@@ -740,6 +798,6 @@ def unsubscribe_server(ctx: click.Context, /, host: str, port: int) -> None:
         if key is None:
             click.echo(f"SendGrid events: off (set {KEY_VAR} to receive them on {PATH})")
         else:
-            click.echo(f"SendGrid events: {url}{PATH} -> {settings.path(settings.ledger_path)}")
+            click.echo(f"SendGrid events: {url}{PATH} -> {settings.ledger_location()}")
 
     serve(app, host=host, port=port, on_ready=ready)

@@ -192,6 +192,7 @@ class Settings:
     outbox_dir: Path = Path("outbox")
     ledger_path: Path = Path("ledger.sqlite3")
     archive_dir: Path = Path("archive")
+    ledger_url: str = ""  # postgresql://... puts the ledger in PostgreSQL (DIGEST_LEDGER_URL; password from PG*)
     suppression_file: Path = Path("suppressions.csv")
     backend: str = "outbox"
     utm: bool = True
@@ -203,6 +204,10 @@ class Settings:
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else self.root / value
+
+    def ledger_location(self) -> Path | str:
+        """Where the ledger is: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.ledger_url or self.path(self.ledger_path)
 
 
 REQUIRED = ("name", "slug", "sender")

@@ -232,7 +232,7 @@ def _build_for_send(settings: Settings, request: SendRequest, hooks: SendHooks) 
     if from_build is None and request.retry_edition:
         from .ledger import lookup
 
-        from_build = lookup.build_folder(settings.path(settings.ledger_path), request.retry_edition)
+        from_build = lookup.build_folder(settings.ledger_location(), request.retry_edition)
     if from_build:
         built = read_build(from_build)
     else:
@@ -262,7 +262,6 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
     from .deliver.registry import make_backend
     from .errors import EmptySelection, NoLedger, UsageError
     from .ledger import Ledger
-    from .lock import newsletter_lock
     from .personalize import view_url, with_shared_values
     from .recipients import read_recipients, single_recipient
     from .send import execute_send, prepare_send
@@ -278,7 +277,7 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
         raise UsageError("--to and --recipients cannot be combined: --to is a test send, --recipients the list")
     if not (test or request.recipients or retry):
         raise UsageError("say who gets it: --recipients FILE for the list, or --to ADDR for a test send")
-    ledger_path = settings.path(settings.ledger_path)
+    ledger_path = settings.ledger_location()
 
     if request.if_new and not test:
         try:
@@ -349,7 +348,7 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
             return run(None, rows)
         with ledger:
             return run(ledger, rows)
-    with newsletter_lock(ledger_path, built.newsletter), Ledger.open(ledger_path) as ledger:
+    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock(built.newsletter):
         if retry and request.retry_edition != built.edition:
             raise UsageError(
                 f"digest retry {request.retry_edition}: the build is {built.edition}; "
@@ -400,13 +399,13 @@ def _posted_ids(built: Build) -> list[str]:
 def latest_edition(settings: Settings) -> str:
     from .ledger import lookup
 
-    return lookup.latest_edition(settings.path(settings.ledger_path), settings.slug)
+    return lookup.latest_edition(settings.ledger_location(), settings.slug)
 
 
 def history(settings: Settings) -> list[Any]:
     from .ledger import lookup
 
-    return lookup.history(settings.path(settings.ledger_path), settings.slug)
+    return lookup.history(settings.ledger_location(), settings.slug)
 
 
 def status(settings: Settings, edition: str | None) -> dict[str, Any]:
@@ -414,9 +413,9 @@ def status(settings: Settings, edition: str | None) -> dict[str, Any]:
     from .ledger import Ledger, lookup
     from .ledger.events import evidence_counts
 
-    path = settings.path(settings.ledger_path)
-    data = lookup.status(path, settings.slug, edition).to_dict()
-    with Ledger.open_existing(path) as ledger:
+    location = settings.ledger_location()
+    data = lookup.status(location, settings.slug, edition).to_dict()
+    with Ledger.open_existing(location) as ledger:
         data["evidence"] = evidence_counts(ledger, data["edition"])
     return data
 
@@ -428,5 +427,5 @@ def reconcile(settings: Settings, events_file: Path) -> dict[str, int]:
     from .ledger.events import ingest
 
     events = read_events_file(events_file)
-    with Ledger.open(settings.path(settings.ledger_path)) as ledger:
+    with Ledger.open_store(settings.ledger_location()) as ledger:
         return ingest(ledger, events).to_dict()

@@ -2,7 +2,7 @@
 
 Two steps, so the CLI can show the count and ask before anything leaves:
 
-    with newsletter_lock(ledger_path, build.newsletter), Ledger.open(ledger_path) as ledger:
+    with Ledger.open_store(location) as ledger, ledger.newsletter_lock(build.newsletter):
         plan = prepare_send(build, backend, read_recipients(csv, suppressed=...), ledger=ledger)
         # show plan.summary(), confirm (or --yes)
         report = execute_send(plan, personalize=...)
@@ -36,7 +36,6 @@ from .addresses import normalize_email
 from .deliver.base import Backend, BatchResult, Personal
 from .errors import BatchOutcomeUnknown, DeliveryError, LedgerError, PartialFailure
 from .ledger import BatchInfo, BatchStore, PendingRow
-from .lock import require_lock
 from .models import Build, Recipient
 
 UnknownPolicy = Literal["stop", "resend", "mark-sent"]
@@ -214,9 +213,11 @@ def prepare_send(
         return plan
 
     if ledger is None:
-        raise LedgerError("send: a real send needs the ledger; open it with Ledger.open(settings.ledger_path)")
+        raise LedgerError(
+            "send: a real send needs the ledger; open it with Ledger.open_store(settings.ledger_location())"
+        )
     # Recovering in-flight rows below is only right when no other run can own them.
-    require_lock(ledger.path, build.newsletter)
+    ledger.require_lock(build.newsletter)
     ledger.begin_edition(
         build.edition, build.newsletter, build.period, build.content_hash, build.subject, allow_changed=allow_changed
     )

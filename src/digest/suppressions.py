@@ -30,6 +30,7 @@ from .ledger.events import (
 )
 from .ledger.events import suppression as ledger_entry
 from .ledger.events import suppressions as ledger_entries
+from .ledger.store import is_url
 from .models import Recipient
 
 SUPPRESSION_HEADER = "email"  # first line of a new file, so it is also a one-column CSV
@@ -42,8 +43,14 @@ def _file(settings: Settings) -> Path:
     return settings.path(settings.suppression_file)
 
 
-def _ledger(settings: Settings) -> Path:
-    return settings.path(settings.ledger_path)
+def _ledger(settings: Settings) -> Path | str:
+    return settings.ledger_location()
+
+
+def _has_ledger(settings: Settings) -> bool:
+    """A PostgreSQL ledger is always there; a SQLite one once something was sent or recorded."""
+    location = _ledger(settings)
+    return is_url(location) or Path(location).exists()
 
 
 def suppressed(settings: Settings, ledger: Ledger | None = None) -> frozenset[str]:
@@ -53,9 +60,9 @@ def suppressed(settings: Settings, ledger: Ledger | None = None) -> frozenset[st
     listed = load_suppressions(_file(settings))
     if ledger is not None:
         return listed | suppressed_addresses(ledger)
-    if not _ledger(settings).exists():
+    if not _has_ledger(settings):
         return listed
-    with Ledger.open(_ledger(settings)) as opened:
+    with Ledger.open_store(_ledger(settings)) as opened:
         return listed | suppressed_addresses(opened)
 
 
@@ -64,8 +71,8 @@ def entries(settings: Settings) -> list[Suppression]:
     from .recipients import load_suppressions
 
     found: list[Suppression] = []
-    if _ledger(settings).exists():
-        with Ledger.open(_ledger(settings)) as ledger:
+    if _has_ledger(settings):
+        with Ledger.open_store(_ledger(settings)) as ledger:
             found = ledger_entries(ledger)
     known = {s.email for s in found}
     path = _file(settings)
@@ -86,7 +93,7 @@ def add(settings: Settings, email: str, reason: str) -> bool:
         ) from None
     if not reason.strip():
         raise SuppressionError("say why with --reason, e.g. --reason 'asked by phone'")
-    with Ledger.open(_ledger(settings)) as ledger:
+    with Ledger.open_store(_ledger(settings)) as ledger:
         return add_suppression(ledger, address, reason.strip())
 
 
@@ -96,8 +103,8 @@ def remove(settings: Settings, email: str, because: str, *, yes: bool = False) -
         raise SuppressionError("say why with --reason, e.g. --reason 'asked to be re-added by email'")
     path = _ledger(settings)
     entry = None
-    if path.exists():
-        with Ledger.open(path) as ledger:
+    if _has_ledger(settings):
+        with Ledger.open_store(path) as ledger:
             entry = ledger_entry(ledger, email)
             if entry is not None and is_complaint(entry) and not yes:
                 raise SuppressionError(

@@ -112,7 +112,7 @@ def make_app(
         if path == WEBHOOK_PATH and webhook_key is not None:
             from .webhook import handle
 
-            return handle(environ, start_response, key=webhook_key, ledger_path=settings.path(settings.ledger_path))
+            return handle(environ, start_response, key=webhook_key, ledger_path=settings.ledger_location())
         if path == "/healthz" and method in {"GET", "HEAD"}:
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "3")])
             return [] if method == "HEAD" else [b"ok\n"]

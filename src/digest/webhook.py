@@ -67,18 +67,20 @@ def verify(body: bytes, signature: str | None, timestamp: str | None, key: Any) 
         return False
 
 
-def receive(ledger_path: Path, body: bytes) -> dict[str, int]:
+def receive(ledger_path: Path | str, body: bytes) -> dict[str, int]:
     """Parse, store durably, then apply a body of events; returns the counts (see ledger.events.Applied)."""
     from .events import parse_events
     from .ledger import Ledger
     from .ledger.events import ingest
 
     events = parse_events(body)
-    with Ledger.open(ledger_path) as ledger:
+    with Ledger.open_store(ledger_path) as ledger:
         return ingest(ledger, events).to_dict()
 
 
-def handle(environ: WSGIEnvironment, start_response: StartResponse, *, key: Any, ledger_path: Path) -> Iterable[bytes]:
+def handle(
+    environ: WSGIEnvironment, start_response: StartResponse, *, key: Any, ledger_path: Path | str
+) -> Iterable[bytes]:
     """The WSGI answer to one request on PATH."""
     import json
 

@@ -1,6 +1,8 @@
 """Ledger: SQLite record of every edition and every recipient's state, so each edition reaches each person once.
 
-    schema.py    the SQLite file: open, pragmas, transactions, versioned migrations
+    db.py        the Protocols the queries need of a database (Database, Conn, Cursor)
+    schema.py    the SQLite file (SqliteDatabase): open, pragmas, transactions, versioned migrations,
+                 the compact version-3 tables
     batches.py   the exactly-once rules: the state machine and the write-ahead batch transitions
     editions.py  editions, runs, builds; streaming a recipients list in
     views.py     counts, history, status, failures (typed results)

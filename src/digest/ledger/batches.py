@@ -37,8 +37,6 @@ claims with `SELECT ... FOR UPDATE SKIP LOCKED` where SQLite's single writer nee
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -47,7 +45,7 @@ from ..addresses import normalize_email, split_address
 from ..deliver.base import BatchResult
 from ..errors import LedgerError
 from ..models import Recipient
-from .schema import GREATEST, Database
+from .db import Conn, Database, StagedRow
 
 STATES = ("pending", "in_flight", "sent", "failed", "unknown")  # the order counts are shown in
 State = Literal["pending", "in_flight", "sent", "failed", "unknown"]
@@ -67,8 +65,6 @@ REACHED = (
     f"(r.state IN ({SENT}, {UNKNOWN}) OR (r.state = {IN_FLIGHT} AND EXISTS "
     "(SELECT 1 FROM batches b WHERE b.id = r.batch AND b.state <> 'reserved')))"
 )
-# How reserved rows go back to pending, as if never reserved (the attempt is not counted).
-_UNRESERVE = f"UPDATE recipients SET state = {PENDING}, batch = NULL, attempts = {GREATEST}(attempts - 1, 0)"
 _NOTE_CRASH = "a run stopped after handing this batch to the backend and before recording the answer"
 
 
@@ -90,41 +86,28 @@ class PendingRow:
         return Recipient(email=self.email, name=self.name)
 
 
-def edition_key(conn: sqlite3.Connection, edition: str) -> int | None:
+def edition_key(conn: Conn, edition: str) -> int | None:
     """The integer an edition's rows are stored under; None when the ledger has no such edition."""
     row = conn.execute("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
     return None if row is None else int(row[0])
 
 
-def batch_key(conn: sqlite3.Connection, batch_id: str, state: str | None = None) -> int | None:
+def batch_key(conn: Conn, batch_id: str, state: str | None = None) -> int | None:
     """The integer a batch's rows refer to it by (optionally only while it is in `state`)."""
     sql = "SELECT id FROM batches WHERE name = ?" + ("" if state is None else " AND state = ?")
     row = conn.execute(sql, (batch_id,) if state is None else (batch_id, state)).fetchone()
     return None if row is None else int(row[0])
 
 
-def stage(conn: sqlite3.Connection, recipients: Iterable[Recipient], bulk: bool) -> int:
-    """Put addresses into the connection's TEMP table `stage` (local, domain, email as written if it differs,
-    name), replacing what it held; returns how many. `bulk`: one statement over a JSON array, during
-    which SQLite runs with the GIL released."""
-    conn.execute("DELETE FROM stage")
-    rows = []
+def staged(recipients: Iterable[Recipient]) -> list[StagedRow]:
+    """Recipients as Database.stage takes them: (local part, domain, the address as written if it differs, name)."""
+    rows: dict[tuple[str, str], StagedRow] = {}
     for r in recipients:
         written = r.email.strip()
-        norm = normalize_email(written)
-        rows.append((*split_address(norm), None if written == norm else written, r.name))
-    if bulk:
-        data = json.dumps(rows, ensure_ascii=False)
-        if "\\u0000" not in data:  # (NUL in a value: row by row, SQLite's JSON text stops at NUL)
-            conn.execute(
-                "INSERT INTO stage (local, domain, email, name) SELECT json_extract(value, '$[0]'), "
-                "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') "
-                "FROM json_each(?)",
-                (data,),
-            )
-            return len(rows)
-    conn.executemany("INSERT INTO stage (local, domain, email, name) VALUES (?, ?, ?, ?)", rows)
-    return len(rows)
+        local, domain = split_address(normalize_email(written))
+        # Two spellings of one address in a chunk are one row (the later one's), at the earlier one's place.
+        rows[local, domain] = (local, domain, None if written == f"{local}@{domain}" else written, r.name)
+    return list(rows.values())
 
 
 # The staged addresses that the ledger knows, with their ids (ADDRESS's aliases).
@@ -132,7 +115,7 @@ STAGED = "stage s JOIN domains d ON d.name = s.domain JOIN addresses a ON a.doma
 
 
 def _insert_batch(
-    conn: sqlite3.Connection,
+    conn: Conn,
     batch_id: str,
     edition: int,
     run_id: int | None,
@@ -152,20 +135,29 @@ def _insert_batch(
 
 
 def _take_pending(
-    conn: sqlite3.Connection, edition: int, size: int, batch: int, run_id: int | None
+    conn: Conn, db: Database, edition: int, size: int, batch: int, run_id: int | None
 ) -> list[PendingRow]:
     """In the caller's transaction: up to `size` pending rows, in order, go in flight under `batch`."""
-    scope = "" if run_id is None else " AND run = ?"
     conn.execute(
         f"UPDATE recipients SET state = {IN_FLIGHT}, batch = ?, attempts = attempts + 1, error = NULL "
-        "WHERE edition = ? AND address IN (SELECT address FROM recipients "
-        f"WHERE edition = ? AND state = {PENDING}{scope} ORDER BY address LIMIT ?)",
+        # state again outside the subquery: a concurrent claim that waited on these rows (PostgreSQL) sees
+        # them in flight when it re-checks, and takes none of them.
+        f"WHERE edition = ? AND state = {PENDING} AND address IN ({_pending(db, run_id)} LIMIT ?)",
         (batch, edition, edition, *(() if run_id is None else (run_id,)), size),
     )
     return _rows_of(conn, batch)
 
 
-def _rows_of(conn: sqlite3.Connection, batch: int) -> list[PendingRow]:
+def _pending(db: Database, run_id: int | None) -> str:
+    """The addresses of an edition's pending rows in sending order (parameters: edition, then run_id if given).
+    Without a run (digest retry) they go run by run: the order the pending index keeps them in."""
+    scope = " AND run = ? ORDER BY address" if run_id is not None else " ORDER BY run, address"
+    return (
+        f"SELECT address FROM recipients {db.hint('recipients_pending')} WHERE edition = ? AND state = {PENDING}{scope}"
+    )
+
+
+def _rows_of(conn: Conn, batch: int) -> list[PendingRow]:
     rows = conn.execute(
         f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM recipients r {ADDRESS} "
         f"WHERE r.batch = ? AND r.state = {IN_FLIGHT} ORDER BY r.address",
@@ -179,16 +171,23 @@ class BatchesMixin:
 
     _db: Database
 
+    @property
+    def _unreserve(self) -> str:
+        """How reserved rows go back to pending, as if never reserved (the attempt is not counted)."""
+        return f"UPDATE recipients SET state = {PENDING}, batch = NULL, attempts = {self._db.greatest}(attempts - 1, 0)"
+
     def next_batch(self, edition: str, size: int, run_id: int | None = None) -> list[PendingRow]:
         """Up to `size` pending recipients, in order; with `run_id`, only those on that run's list."""
-        scope = "" if run_id is None else " AND r.run = ?"
+        found = self._db.read("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
+        if found is None:
+            return []
+        scope = () if run_id is None else (run_id,)
         rows = self._db.read(
-            f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM recipients r {ADDRESS} "
-            f"WHERE r.edition = (SELECT id FROM editions WHERE name = ?) AND r.state = {PENDING}{scope} "
-            "ORDER BY r.address LIMIT ?",
-            (edition, *(() if run_id is None else (run_id,)), size),
+            f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM ({_pending(self._db, run_id)} LIMIT ?) p "
+            f"JOIN recipients r ON r.edition = ? AND r.address = p.address {ADDRESS}",
+            (found[0], *scope, size, found[0]),
         ).fetchall()
-        return [PendingRow(*row) for row in rows]
+        return sorted((PendingRow(*row) for row in rows), key=lambda row: row.position)
 
     def claim_batch(
         self,
@@ -206,7 +205,7 @@ class BatchesMixin:
             if ed is None:
                 return []
             batch = _insert_batch(conn, batch_id, ed, run_id, "in_flight", backend, content_hash)
-            rows = _take_pending(conn, ed, size, batch, run_id)
+            rows = _take_pending(conn, self._db, ed, size, batch, run_id)
             if rows:
                 conn.execute("UPDATE batches SET size = ? WHERE id = ?", (len(rows), batch))
             else:
@@ -223,7 +222,7 @@ class BatchesMixin:
             if ed is None:
                 return []
             batch = _insert_batch(conn, batch_id, ed, run_id, "reserved")
-            rows = _take_pending(conn, ed, size, batch, run_id)
+            rows = _take_pending(conn, self._db, ed, size, batch, run_id)
             if not rows:
                 conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
             return rows
@@ -282,7 +281,7 @@ class BatchesMixin:
             if ed is None:
                 return
             batch = _insert_batch(conn, batch_id, ed, run_id, "in_flight", backend, content_hash, len(emails))
-            stage(conn, (Recipient(e) for e in emails), bulk=False)
+            self._db.stage(conn, staged(Recipient(e) for e in emails))
             conn.execute(
                 f"UPDATE recipients SET state = {IN_FLIGHT}, batch = ?, attempts = attempts + 1, error = NULL "
                 f"WHERE edition = ? AND state = {PENDING} AND address IN (SELECT a.id FROM {STAGED})",
@@ -302,7 +301,14 @@ class BatchesMixin:
                 return {}
             batch, ed = found
             # norm -> address of the rows still in flight: the answer can only settle those.
-            in_flight = {row.email_norm: row.position for row in _rows_of(conn, batch)}
+            in_flight = {
+                f"{local}@{domain}": address
+                for local, domain, address in conn.execute(
+                    "SELECT a.local, d.name, r.address FROM recipients r JOIN addresses a ON a.id = r.address "
+                    f"JOIN domains d ON d.id = a.domain WHERE r.batch = ? AND r.state = {IN_FLIGHT}",
+                    (batch,),
+                )
+            }
             sent_keys = {normalize_email(e) for e in result.sent}
             by_key = (
                 "UPDATE recipients SET state = ?, error = ? "
@@ -371,7 +377,7 @@ class BatchesMixin:
             batch = batch_key(conn, batch_id, "reserved")
             if batch is None:
                 return 0
-            n = conn.execute(f"{_UNRESERVE} WHERE batch = ? AND state = {IN_FLIGHT}", (batch,)).rowcount
+            n = conn.execute(f"{self._unreserve} WHERE batch = ? AND state = {IN_FLIGHT}", (batch,)).rowcount
             conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
             return n
 
@@ -384,13 +390,13 @@ class BatchesMixin:
             ed = edition_key(conn, edition)
             if ed is None:
                 return 0
+            # Keyed by batch, so SQLite walks the small in-flight index rather than the whole edition.
             in_batches = (
-                f"WHERE edition = ? AND state = {IN_FLIGHT} "
-                "AND batch IN (SELECT id FROM batches WHERE edition = ? AND state = ?)"
+                f"WHERE state = {IN_FLIGHT} AND batch IN (SELECT id FROM batches WHERE edition = ? AND state = ?)"
             )
-            conn.execute(f"UPDATE recipients SET state = {SENT} {in_batches}", (ed, ed, "done"))
-            conn.execute(f"{_UNRESERVE} {in_batches}", (ed, ed, "reserved"))
-            conn.execute(f"{_UNRESERVE} WHERE edition = ? AND state = {IN_FLIGHT} AND batch IS NULL", (ed,))
+            conn.execute(f"UPDATE recipients SET state = {SENT} {in_batches}", (ed, "done"))
+            conn.execute(f"{self._unreserve} {in_batches}", (ed, "reserved"))
+            conn.execute(f"{self._unreserve} WHERE state = {IN_FLIGHT} AND batch IS NULL AND +edition = ?", (ed,))
             conn.execute("DELETE FROM batches WHERE edition = ? AND state = 'reserved'", (ed,))
             conn.execute(
                 "UPDATE batches SET state = 'unknown', error = ?, updated_at = ? "
@@ -398,7 +404,8 @@ class BatchesMixin:
                 (_NOTE_CRASH, at, ed),
             )
             n = conn.execute(
-                f"UPDATE recipients SET state = {UNKNOWN}, error = NULL WHERE edition = ? AND state = {IN_FLIGHT}",
+                f"UPDATE recipients SET state = {UNKNOWN}, error = NULL "
+                f"WHERE state = {IN_FLIGHT} AND batch IN (SELECT id FROM batches WHERE edition = ?)",
                 (ed,),
             ).rowcount
             # Runs of this edition without an outcome died (we hold the lock and have not started ours yet).

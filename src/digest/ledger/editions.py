@@ -10,8 +10,8 @@ from itertools import islice
 
 from ..errors import LedgerError
 from ..models import Recipient
-from .batches import IN_FLIGHT, PENDING, REACHED, STAGED, UNKNOWN, edition_key, now, stage
-from .schema import Database
+from .batches import IN_FLIGHT, PENDING, REACHED, STAGED, UNKNOWN, edition_key, now, staged
+from .db import Database
 
 CHUNK = 5000  # rows per transaction while streaming a list in: bounded memory, few commits
 
@@ -23,7 +23,7 @@ _ADD = [
     "INSERT INTO addresses (domain, local, email, name) SELECT d.id, s.local, s.email, s.name "
     "FROM stage s JOIN domains d ON d.name = s.domain WHERE true ORDER BY s.pos "
     "ON CONFLICT (domain, local) DO UPDATE SET email = excluded.email, name = excluded.name "
-    "WHERE email IS NOT excluded.email OR name IS NOT excluded.name",
+    "WHERE coalesce(addresses.email, '') <> coalesce(excluded.email, '') OR addresses.name <> excluded.name",
     f"INSERT INTO recipients (edition, address, state, run) SELECT ?, a.id, {PENDING}, ? FROM {STAGED} "
     "WHERE true ORDER BY s.pos ON CONFLICT (edition, address) DO UPDATE SET run = excluded.run",
 ]
@@ -109,15 +109,14 @@ class EditionsMixin:
     def start_run(self, edition: str, backend: str) -> int:
         """Register a send run; its id scopes which pending rows this run may send (see add_recipients)."""
         with self._db.tx() as conn:
-            cur = conn.execute(
-                "INSERT INTO runs (edition, backend, pid, started_at) "
-                "SELECT id, ?, ?, ? FROM editions WHERE name = ? RETURNING id",
-                (backend, os.getpid(), now(), edition),
-            )
-            row = cur.fetchone()
-            if row is None:
+            ed = edition_key(conn, edition)
+            if ed is None:
                 raise LedgerError(f"start_run: no edition {edition} in the ledger (begin_edition first)")
-            return int(row[0])
+            cur = conn.execute(
+                "INSERT INTO runs (edition, backend, pid, started_at) VALUES (?, ?, ?, ?) RETURNING id",
+                (ed, backend, os.getpid(), now()),
+            )
+            return int(cur.fetchone()[0])
 
     def finish_run(self, run_id: int, outcome: str) -> None:
         """Close a run with its outcome: done, partial, error or declined (a run that died is found later).
@@ -148,9 +147,8 @@ class EditionsMixin:
         row is stamped with it, so a run sends only to people on *its* list: someone pending from an
         earlier, interrupted run who has since left the list or unsubscribed is not sent to.
 
-        A chunk is staged as one statement over a JSON array where SQLite has the JSON functions: SQLite
-        then works with the GIL released for the whole chunk, so a thread reading the list ahead
-        (send.prepare_send) runs meanwhile.
+        A chunk is staged in one statement where the database allows it (SQLite: over a JSON array, with the
+        GIL released), so a thread reading the list ahead (send.prepare_send) runs meanwhile.
         """
         row = self._db.read("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
         if row is None:
@@ -159,10 +157,11 @@ class EditionsMixin:
         before = self._edition_size(ed)
         listed = 0
         it = iter(recipients)
-        bulk = self._db.json_functions
         while chunk := list(islice(it, CHUNK)):
+            rows = staged(chunk)
+            listed += len(rows)
             with self._db.tx() as conn:
-                listed += stage(conn, chunk, bulk)
+                self._db.stage(conn, rows)
                 conn.execute(_ADD[0])
                 conn.execute(_ADD[1])
                 conn.execute(_ADD[2], (ed, run_id))

@@ -19,7 +19,6 @@ Rules, each written once here:
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 from ..addresses import normalize_email
 from ..events import ACCEPTED, COMPLAINT, REFUSED, REPORTED, Event, suppression_reason
 from .batches import ADDRESS, EMAIL_NORM, FAILED, NAMES, PENDING, SENT, UNKNOWN, edition_key
+from .db import Conn
 
 if TYPE_CHECKING:
     from .store import Ledger
@@ -111,10 +111,9 @@ def store_events(ledger: Ledger, events: Sequence[Event]) -> int:
         return 0
     now = _now()
     with ledger._db.tx(durable=True) as conn:
-        before = conn.total_changes
-        conn.executemany(
-            "INSERT OR IGNORE INTO events (sg_event_id, dedupe_key, event, email_norm, edition, batch, reason, "
-            "suppresses, timestamp, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        cur = conn.executemany(
+            "INSERT INTO events (sg_event_id, dedupe_key, event, email_norm, edition, batch, reason, "
+            "suppresses, timestamp, raw, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 (
                     e.sg_event_id,
@@ -132,7 +131,7 @@ def store_events(ledger: Ledger, events: Sequence[Event]) -> int:
                 for e in events
             ),
         )
-        return conn.total_changes - before
+        return int(cur.rowcount)
 
 
 def ingest(ledger: Ledger, events: Sequence[Event]) -> Applied:
@@ -215,7 +214,7 @@ def settle_by_events(
 
 
 def _after_the_wait(
-    conn: sqlite3.Connection, edition: str, ed: int, wait_hours: float, now: dt.datetime, stamp: str
+    conn: Conn, edition: str, ed: int, wait_hours: float, now: dt.datetime, stamp: str
 ) -> Settled:
     """Unknown SendGrid batches once `wait_hours` have passed and events of the edition arrived after that:
     with no event at all, never accepted (pending); with events for some, the request was accepted whole,
@@ -262,7 +261,7 @@ def _after_the_wait(
 
 
 def _settlements(
-    conn: sqlite3.Connection, edition: str, rows: Iterable[tuple[str, str]], outcome: str, evidence: str, at: str
+    conn: Conn, edition: str, rows: Iterable[tuple[str, str]], outcome: str, evidence: str, at: str
 ) -> None:
     conn.executemany(
         "INSERT INTO settlements (edition, batch_id, email_norm, outcome, evidence, at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -270,7 +269,7 @@ def _settlements(
     )
 
 
-def _close_batches(conn: sqlite3.Connection, ed: int, note: str, stamp: str) -> list[str]:
+def _close_batches(conn: Conn, ed: int, note: str, stamp: str) -> list[str]:
     """Unknown batches of the edition that no longer hold an unknown recipient become resolved."""
     rows = conn.execute(
         "UPDATE batches SET state = 'resolved', error = ?, updated_at = ? WHERE edition = ? AND state = 'unknown' "

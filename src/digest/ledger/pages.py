@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .batches import SENT, now
-from .schema import Database
+from .db import Database
 
 
 class PagesMixin:

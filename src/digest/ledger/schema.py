@@ -1,24 +1,170 @@
 """The SQLite side of the ledger: opening the file, its pragmas, transactions and versioned migrations.
 
-Everything that is particular to SQLite's connection lives here (a PostgreSQL adapter would sit beside
-it); the ledger's queries elsewhere use `?` placeholders, `Database.tx()` and the `GREATEST` hook only.
+Everything particular to SQLite lives here (`SqliteDatabase` implements db.Database; a PostgreSQL
+adapter sits beside it); the ledger's queries elsewhere go through that Protocol only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import lock
+from ..addresses import split_address
 from ..errors import LedgerError
-from . import compact
+from .db import Conn, StagedRow
 
 BUSY_TIMEOUT_MS = 30_000  # two newsletters may share one ledger file; writers queue instead of failing
+
+# --- version 3: the compact ledger -------------------------------------------------------------------
+#
+# An address, its name and its domain are stored once (`addresses`, `domains`); an edition's recipient is a
+# row of small integers keyed by (edition, address) in a WITHOUT ROWID table, ~20 bytes. States are integers
+# (batches.CODES); rows name their batch by integer; error texts a whole batch shares live on the batch.
+# Version 2's text-keyed tables are copied row by row.
+
+# The ledger's tables at version 3. Names are resolved once per call (edition, batch) by the code;
+# no REFERENCES clauses: SQLite would check two indexes on every recipient row written.
+COMPACT = [
+    """CREATE TABLE domains (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    )""",
+    """CREATE TABLE addresses (
+        id INTEGER PRIMARY KEY,            -- order of first appearance: batches go out in this order
+        domain INTEGER NOT NULL,
+        local TEXT NOT NULL,               -- normalised address = local || '@' || domains.name
+        email TEXT,                        -- as written on the list, only when it differs from the normalised one
+        name TEXT NOT NULL DEFAULT '',     -- as the latest list gives it
+        UNIQUE (domain, local)
+    )""",
+    """CREATE TABLE editions3 (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,         -- "<newsletter>-<period>", e.g. mayors-innovation-2020-01
+        newsletter TEXT NOT NULL,
+        period TEXT NOT NULL,
+        content_hash TEXT NOT NULL,        -- the content being sent now (see --allow-changed)
+        subject TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,                  -- last run that left nothing pending, in flight or unknown
+        build_folder TEXT,
+        item_ids TEXT                      -- JSON list of the content item ids it carried
+    )""",
+    """CREATE TABLE runs3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        edition INTEGER NOT NULL,
+        backend TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT                       -- NULL while running or when the process died
+    )""",
+    """CREATE TABLE batches3 (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,         -- what the provider sees (custom_args batch), e.g. r12-b00001
+        edition INTEGER NOT NULL,
+        run INTEGER,
+        backend TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('reserved', 'in_flight', 'done', 'unknown', 'released', 'resolved')),
+        content_hash TEXT NOT NULL,        -- which content this batch carried
+        provider_id TEXT,
+        size INTEGER NOT NULL,
+        error TEXT,                        -- what happened to the whole batch; a row's own error wins
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE recipients3 (
+        edition INTEGER NOT NULL,
+        address INTEGER NOT NULL,
+        state INTEGER NOT NULL DEFAULT 0,  -- batches.CODES: 0 pending, 1 sent, 2 in_flight, 3 failed, 4 unknown
+        run INTEGER,                       -- last run whose recipients list named this person
+        batch INTEGER,                     -- the batch that last carried it
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,                        -- this recipient's own reason (a refusal), else the batch's
+        PRIMARY KEY (edition, address)
+    ) WITHOUT ROWID""",
+]
+_RENAMES = [("editions3", "editions"), ("runs3", "runs"), ("batches3", "batches"), ("recipients3", "recipients")]
+_COMPACT_INDEXES = [
+    "CREATE INDEX editions_newsletter ON editions(newsletter, created_at)",
+    "CREATE INDEX batches_edition ON batches(edition, state)",
+    # Partial indexes: a row is in one only while it waits or is in flight, so marking 100,000 people sent
+    # costs no index writes for the sent ones, and a sent edition costs no index space at all.
+    "CREATE INDEX recipients_pending ON recipients(edition, run) WHERE state = 0",
+    "CREATE INDEX recipients_in_flight ON recipients(batch) WHERE state = 2",
+    # For people and for audits: the recipients as version 2 showed them (names, not numbers).
+    """CREATE VIEW recipient_rows AS
+        SELECT e.name AS edition, a.local || '@' || d.name AS email_norm,
+               coalesce(a.email, a.local || '@' || d.name) AS email, a.name AS name,
+               CASE r.state WHEN 0 THEN 'pending' WHEN 1 THEN 'sent' WHEN 2 THEN 'in_flight' WHEN 3 THEN 'failed'
+                            ELSE 'unknown' END AS state,
+               r.run AS run_id, b.name AS batch_id, r.attempts AS attempts, coalesce(r.error, b.error) AS error,
+               b.provider_id AS provider_id, b.content_hash AS content_hash
+        FROM recipients r JOIN editions e ON e.id = r.edition JOIN addresses a ON a.id = r.address
+        JOIN domains d ON d.id = a.domain LEFT JOIN batches b ON b.id = r.batch""",
+]
+
+
+def _compact(conn: sqlite3.Connection) -> None:
+    """Version 2 -> 3 in the caller's transaction: every row copied, nothing lost (row errors kept as they were).
+    A new ledger runs it too, on empty tables."""
+    for statement in COMPACT:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO editions3 (name, newsletter, period, content_hash, subject, created_at, finished_at, "
+        "build_folder, item_ids) SELECT id, newsletter, period, content_hash, subject, created_at, finished_at, "
+        "build_folder, item_ids FROM editions ORDER BY rowid"
+    )
+    conn.execute(
+        "INSERT INTO runs3 (id, edition, backend, pid, started_at, finished_at, outcome) "
+        "SELECT r.id, e.id, r.backend, r.pid, r.started_at, r.finished_at, r.outcome "
+        "FROM runs r JOIN editions3 e ON e.name = r.edition ORDER BY r.id"
+    )
+    conn.execute(
+        "INSERT INTO batches3 (name, edition, run, backend, state, content_hash, provider_id, size, error, "
+        "created_at, updated_at) SELECT b.id, e.id, b.run_id, b.backend, b.state, b.content_hash, b.provider_id, "
+        "b.size, b.error, b.created_at, b.updated_at FROM batches b JOIN editions3 e ON e.name = b.edition "
+        "ORDER BY b.rowid"
+    )
+    # Addresses in order of first appearance (the old list order); each keeps its latest name and spelling.
+    conn.execute("CREATE TEMP TABLE address_of (email_norm TEXT PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID")
+    domains: dict[str, int] = {}
+    rows = conn.execute("SELECT email_norm, email, name FROM recipients ORDER BY rowid").fetchall()
+    for email_norm, email, name in rows:
+        local, domain = split_address(email_norm)
+        if domain not in domains:
+            domains[domain] = int(
+                conn.execute("INSERT INTO domains (name) VALUES (?) RETURNING id", (domain,)).fetchone()[0]
+            )
+        written = None if email == email_norm else email
+        (address,) = conn.execute(
+            "INSERT INTO addresses (domain, local, email, name) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (domain, local) DO UPDATE SET email = excluded.email, name = excluded.name RETURNING id",
+            (domains[domain], local, written, name),
+        ).fetchone()
+        conn.execute("INSERT OR IGNORE INTO address_of VALUES (?, ?)", (email_norm, address))
+    conn.execute(
+        "INSERT INTO recipients3 (edition, address, state, run, batch, attempts, error) "
+        "SELECT e.id, m.id, CASE r.state WHEN 'pending' THEN 0 WHEN 'sent' THEN 1 WHEN 'in_flight' THEN 2 "
+        "WHEN 'failed' THEN 3 ELSE 4 END, r.run_id, b.id, r.attempts, r.error "
+        "FROM recipients r JOIN editions3 e ON e.name = r.edition JOIN address_of m ON m.email_norm = r.email_norm "
+        "LEFT JOIN batches3 b ON b.name = r.batch_id ORDER BY e.id, m.id"
+    )
+    conn.execute("DROP TABLE address_of")
+    for table in ("recipients", "batches", "runs", "editions"):
+        conn.execute(f"DROP TABLE {table}")
+    for old, new in _RENAMES:
+        conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    for statement in _COMPACT_INDEXES:
+        conn.execute(statement)
+
 
 # Forward migrations: MIGRATIONS[n] takes a ledger from schema version n to n + 1 (PRAGMA user_version).
 # Append, never edit: a ledger written by an older digest must still open.
@@ -85,8 +231,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     ALTER TABLE editions ADD COLUMN build_folder TEXT;
     ALTER TABLE editions ADD COLUMN item_ids TEXT;  -- JSON list of the content item ids it carried
     """,
-    # 3: compact (~20 bytes per recipient per edition instead of ~250): see compact.py.
-    compact.migrate,
+    # 3: compact (~20 bytes per recipient per edition instead of ~215): see COMPACT below.
+    _compact,
     # 4: each edition's web version for `digest archive`, so the archive can be rebuilt from the ledger alone.
     """
     CREATE TABLE edition_pages (
@@ -145,15 +291,15 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-GREATEST = "max"  # SQL's two-argument maximum (PostgreSQL spells it greatest)
 
-
-class Database:
-    """One SQLite connection to a ledger file: `tx()` for writes, `read()` for queries, `close()`.
+class SqliteDatabase:
+    """One SQLite connection to a ledger file (db.Database): `tx()` for writes, `read()` for queries, `close()`.
 
     Calls may come from several threads (a send loop with requests in flight): one lock serialises them,
     as SQLite would anyway (one writer at a time).
     """
+
+    greatest = "max"
 
     def __init__(self, path: Path, conn: sqlite3.Connection):
         self.path = path
@@ -161,7 +307,7 @@ class Database:
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, path: Path) -> Database:
+    def open(cls, path: Path) -> SqliteDatabase:
         """Open (creating if needed) and migrate the ledger at `path`; refuse one from a newer digest."""
         path = Path(path)
         try:
@@ -251,11 +397,42 @@ class Database:
         with self._lock:
             yield self.conn
 
+    def newsletter_lock(self, newsletter: str) -> AbstractContextManager[object]:
+        return lock.newsletter_lock(self.path, newsletter)
+
+    def require_lock(self, newsletter: str) -> None:
+        lock.require_lock(self.path, newsletter)
+
+    def sync_ids(self, conn: Conn, table: str) -> None:
+        """Nothing to do: SQLite's next rowid already follows the largest."""
+
+    def hint(self, index: str) -> str:
+        # Without statistics SQLite's planner walks an edition's primary key (sorted like ORDER BY address)
+        # past every sent row instead of the small partial index of pending ones: quadratic over a big list.
+        return f"INDEXED BY {index}"
+
+    def stage(self, conn: Conn, rows: Sequence[StagedRow]) -> None:
+        """Replace the rows of the TEMP table `stage`: one statement over a JSON array where SQLite has the
+        JSON functions (it then runs with the GIL released), else row by row."""
+        conn.execute("DELETE FROM stage")
+        if self.json_functions:
+            data = json.dumps(rows, ensure_ascii=False)
+            if "\\u0000" not in data:  # (NUL in a value: row by row, SQLite's JSON text stops at NUL)
+                conn.execute(
+                    "INSERT INTO stage (local, domain, email, name) SELECT json_extract(value, '$[0]'), "
+                    "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') "
+                    "FROM json_each(?)",
+                    (data,),
+                )
+                return
+        conn.executemany("INSERT INTO stage (local, domain, email, name) VALUES (?, ?, ?, ?)", rows)
+
     def release_free_pages(self) -> None:
         """Give the file's free pages back to the file system (incremental auto-vacuum)."""
+        # executescript: the pragma frees one page per step, and execute() would step it once.
         # Busy (another newsletter is writing): the next run's end frees them.
         with self._lock, contextlib.suppress(sqlite3.OperationalError):
-            self.conn.execute("PRAGMA incremental_vacuum").fetchall()
+            self.conn.executescript("PRAGMA incremental_vacuum;")
 
     def size(self) -> int:
         """Bytes on disk: the file and its write-ahead log."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -10,10 +11,19 @@ from ..deliver.base import BatchResult
 from ..errors import NoLedger
 from ..models import Recipient
 from .batches import BatchesMixin, PendingRow, UnknownAction
+from .db import Database
 from .editions import AddResult, EditionsMixin
 from .pages import PagesMixin
-from .schema import Database
+from .schema import SqliteDatabase
+from .transfer import TransferMixin
 from .views import BatchInfo, EditionSummary, ViewsMixin
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(location: object) -> bool:
+    """Whether a ledger location is a PostgreSQL URL rather than a SQLite file's path."""
+    return str(location).startswith(URL_SCHEMES)
 
 
 class BatchStore(Protocol):
@@ -24,7 +34,9 @@ class BatchStore(Protocol):
     and promote durable before they return.
     """
 
-    path: Path  # where the newsletter lock lives beside it (lock.require_lock)
+    path: Path  # shown in messages (a PostgreSQL URL without its password)
+
+    def require_lock(self, newsletter: str) -> None: ...
 
     # --- a run of an edition
     def begin_edition(
@@ -65,7 +77,7 @@ class BatchStore(Protocol):
     def release(self, batch_id: str, error: str = "") -> int: ...
 
 
-class Ledger(BatchesMixin, EditionsMixin, ViewsMixin, PagesMixin):
+class Ledger(BatchesMixin, EditionsMixin, ViewsMixin, PagesMixin, TransferMixin):
     """One SQLite file, one connection. Open with `Ledger.open(path)`; close (or use as a context manager)."""
 
     def __init__(self, db: Database):
@@ -75,15 +87,32 @@ class Ledger(BatchesMixin, EditionsMixin, ViewsMixin, PagesMixin):
     @classmethod
     def open(cls, path: Path) -> Ledger:
         """Open (creating if needed) and migrate the ledger at `path`; refuse one from a newer digest."""
-        return cls(Database.open(path))
+        return cls(SqliteDatabase.open(path))
 
     @classmethod
-    def open_existing(cls, path: Path) -> Ledger:
-        """Open the ledger at `path` for reading what was sent; NoLedger if nothing was ever sent with it."""
-        path = Path(path)
-        if not path.exists():
-            raise NoLedger(f"{path}: no ledger yet; nothing has been sent. 'digest send' creates it")
-        return cls.open(path)
+    def open_store(cls, location: Path | str) -> Ledger:
+        """The ledger at `location`: a SQLite file's path, or a postgresql:// URL (the `postgres` extra)."""
+        if is_url(location):
+            from .postgres import PostgresDatabase
+
+            return cls(PostgresDatabase.open(str(location)))
+        return cls.open(Path(location))
+
+    @classmethod
+    def open_existing(cls, location: Path | str) -> Ledger:
+        """Open the ledger for reading what was sent; NoLedger if nothing was ever sent with this SQLite file."""
+        if not is_url(location) and not Path(location).exists():
+            raise NoLedger(f"{location}: no ledger yet; nothing has been sent. 'digest send' creates it")
+        return cls.open_store(location)
+
+    def newsletter_lock(self, newsletter: str) -> AbstractContextManager[object]:
+        """Hold one run of `newsletter` at a time (SQLite: a file lock beside the ledger; PostgreSQL: an
+        advisory lock); LockedError at once when another run holds it."""
+        return self._db.newsletter_lock(newsletter)
+
+    def require_lock(self, newsletter: str) -> None:
+        """Raise unless this process holds `newsletter`'s lock (recovering in-flight rows needs it)."""
+        self._db.require_lock(newsletter)
 
     def vacuum(self) -> tuple[int, int]:
         """Reclaim free space (`digest ledger vacuum`); returns the size in bytes before and after."""

@@ -20,9 +20,9 @@ from .batches import (
     STAGED,
     STATES,
     UNKNOWN,
-    stage,
+    staged,
 )
-from .schema import Database
+from .db import Database
 
 _SUMMARY = "SELECT name, newsletter, period, subject, content_hash, created_at, finished_at FROM editions"
 
@@ -189,14 +189,15 @@ class ViewsMixin:
         """Batches of an edition in the order they were made (optionally only those in `state`); a
         reservation (not handed over) is not a batch yet."""
         sql = (
-            "SELECT name, ?, backend, state, size, coalesce(provider_id, ''), coalesce(error, ''), "
+            "SELECT name, backend, state, size, coalesce(provider_id, ''), coalesce(error, ''), "
             "content_hash, created_at, updated_at FROM batches WHERE edition = ? AND state <> 'reserved'"
         )
-        params: list[object] = [edition, self._key(edition)]
+        params: list[object] = [self._key(edition)]
         if state is not None:
             sql += " AND state = ?"
             params.append(state)
-        return [BatchInfo(*row) for row in self._db.read(sql + " ORDER BY id", params).fetchall()]
+        rows = self._db.read(sql + " ORDER BY id", params).fetchall()
+        return [BatchInfo(row[0], edition, *row[1:]) for row in rows]
 
     def unknown_batches(self, edition: str, include_in_flight: bool = False) -> list[BatchInfo]:
         """Batches that still have unknown recipients (what the user must decide about); with
@@ -244,7 +245,7 @@ class ViewsMixin:
         if ed is None:
             return {}
         with self._db.staging() as conn:
-            stage(conn, (Recipient(e) for e in emails), bulk=self._db.json_functions)
+            self._db.stage(conn, staged(Recipient(e) for e in emails))
             rows = conn.execute(
                 f"SELECT {EMAIL_NORM}, r.state FROM {STAGED} JOIN recipients r ON r.edition = ? AND r.address = a.id",
                 (ed,),

@@ -52,7 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         ip_pools=args.ip_pool,
         rate_limit=args.rate_limit,
     )
-    emulator.start()
+    try:
+        emulator.start()
+    except OSError as exc:
+        print(
+            f"error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+            "stop what uses that port or pick another with --port",
+            file=sys.stderr,
+        )
+        return 1
     # Only the built-in test key is echoed: a key given on the command line may be real.
     key_hint = DEFAULT_API_KEY if keys == [DEFAULT_API_KEY] else "<one of your --key values>"
     print(f"SendGrid emulator listening on {emulator.url}", flush=True)

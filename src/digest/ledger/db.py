@@ -1,0 +1,75 @@
+"""What the ledger's queries need of a database: the Protocols a SQLite (schema.py) or PostgreSQL adapter implements.
+
+The queries (batches.py, editions.py, views.py) use `?` placeholders, `RETURNING`, `ON CONFLICT`, partial
+indexes and the hooks below; everything else particular to one database stays behind `Database`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+# A list chunk or a set of addresses as Database.stage takes them: (local part, domain, the address as
+# written when it differs from the normalised one, name).
+StagedRow = tuple[str, str, str | None, str]
+
+
+class Cursor(Protocol):
+    """A statement's result (sqlite3.Cursor, psycopg's cursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    """A connection inside one of Database's transactions."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+
+
+class Database(Protocol):
+    """One ledger database: transactions, reads, the scratch table `stage`, upkeep and dialect hooks."""
+
+    path: Path  # where the newsletter locks live beside it
+    greatest: str  # SQL's two-argument maximum: max (SQLite), greatest (PostgreSQL)
+
+    def hint(self, index: str) -> str:
+        """Text after a table name that makes the planner use `index` (SQLite: INDEXED BY; elsewhere: "")."""
+        ...
+
+    @property
+    def version(self) -> int: ...
+    def tx(self, durable: bool = False) -> AbstractContextManager[Conn]:
+        """One write transaction; `durable`: on disk (fsynced) before it returns (the write-ahead mark)."""
+        ...
+
+    def read(self, sql: str, params: Any = ()) -> Cursor: ...
+    def staging(self) -> AbstractContextManager[Conn]:
+        """The connection for a read that fills `stage` first (which writes no ledger data)."""
+        ...
+
+    def stage(self, conn: Conn, rows: Sequence[StagedRow]) -> None:
+        """Replace the rows of the connection's scratch table `stage` (pos, local, domain, email, name)."""
+        ...
+
+    def newsletter_lock(self, newsletter: str) -> AbstractContextManager[object]:
+        """One run of `newsletter` at a time: LockedError at once if another holds it."""
+        ...
+
+    def require_lock(self, newsletter: str) -> None:
+        """Raise unless this process holds `newsletter`'s lock."""
+        ...
+
+    def sync_ids(self, conn: Conn, table: str) -> None:
+        """After rows were inserted with explicit ids: the next generated id follows the largest."""
+        ...
+
+    def release_free_pages(self) -> None: ...
+    def vacuum(self) -> tuple[int, int]: ...
+    def close(self) -> None: ...
