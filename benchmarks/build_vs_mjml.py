@@ -1,11 +1,14 @@
 """Whole-process `digest build` of the 47 shipped items against the official MJML 5 CLI compiling
 the same email.mjml, side by side in one run, plus where digest's time goes.
 
-    .venv/bin/python benchmarks/build_vs_mjml.py [--rounds 11] [--mjml PATH] [--also SCRIPT]
+    .venv/bin/python benchmarks/build_vs_mjml.py [--rounds 11] [--mjml PATH] [--also SCRIPT] [--base DIR]
 
 Run it with the interpreter of the installation to measure: the README's commands install digest into
 .venv, so `.venv/bin/python` times `.venv/bin/digest`. `--also /other/bin/digest` times a second
 installation in the same rounds (for example one whose interpreter loads slow site hooks).
+`--base DIR` times another checkout of digest (say an older commit, `git archive REV | tar -x -C DIR`,
+with its own `DIR/.venv`) building its own folder (`DIR/digest.toml`, templates, content), warm, cold
+and first, in the same rounds: the way to tell a regression from the host's load.
 Before timing, digest's own modules are byte-compiled (`compileall`), as `pip install` does for a
 regular install; an editable install compiles them on first import, except where
 PYTHONDONTWRITEBYTECODE is set (it is on the machine BENCHMARKS.md was measured on), and then every
@@ -51,10 +54,18 @@ def digest_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "digest"]
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> float:
     started = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - started
+
+
+def line(label: str, runs: list[float], mjml: float) -> str:
+    a = statistics.median(runs)
+    return (
+        f"digest build, whole process, {label}: median {a * 1000:.0f} ms "
+        f"(min {min(runs) * 1000:.0f}, max {max(runs) * 1000:.0f}); ratio to mjml {a / mjml:.2f} (goal < 0.50)"
+    )
 
 
 PHASES = r"""
@@ -148,6 +159,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--mjml", help="path to the official mjml CLI")
     parser.add_argument("--also", help="another installed digest console script, timed in the same rounds (warm)")
+    parser.add_argument("--base", type=Path, help="another checkout with its own .venv, building its own folder")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip where the time goes")
     args = parser.parse_args()
     mjml = find_mjml(args.mjml)
     compileall.compile_dir(str(REPO / "src" / "digest"), quiet=1)
@@ -163,23 +176,32 @@ def main() -> None:
     # Cold: caches off (DIGEST_NO_CACHE=1). First: caches on but empty (a new XDG_CACHE_HOME each
     # round), as on a machine that never ran digest: cold plus writing the caches.
     cold_env = {**os.environ, "DIGEST_NO_CACHE": "1"}
-    warm, cold, first, theirs, also = [], [], [], [], []
+    kinds = ("warm caches", "cold, DIGEST_NO_CACHE=1", "first, an empty cache folder")
+    trees = [("", REPO, build_cmd)]
+    if args.base:
+        base = args.base.resolve()
+        compileall.compile_dir(str(base / "src" / "digest"), quiet=1)
+        base_cmd = [str(base / ".venv/bin/digest"), "build", *WINDOW, "--out", str(work / "build-base")]
+        print(f"base: {base_cmd[0]}, building {base / 'digest.toml'}")
+        timed(base_cmd, cwd=base)
+        trees.append((f"base {base}, ", base, base_cmd))
+    times: dict[str, list[float]] = {}
+    theirs: list[float] = []
     if also_cmd:
         timed(also_cmd)
     for n in range(args.rounds):
-        runs: list[tuple[list[float], list[str], dict[str, str] | None]] = [
-            (warm, build_cmd, None),
-            (theirs, mjml_cmd, None),
-            (cold, build_cmd, cold_env),
-            (first, build_cmd, {**os.environ, "XDG_CACHE_HOME": str(work / f"empty-cache-{n}")}),
-        ]
+        runs: list[tuple[list[float], list[str], dict[str, str] | None, Path]] = [(theirs, mjml_cmd, None, REPO)]
+        for prefix, cwd, cmd in trees:
+            first_env = {**os.environ, "XDG_CACHE_HOME": str(work / f"empty-cache-{len(runs)}-{n}")}
+            for kind, env in zip(kinds, (None, cold_env, first_env), strict=True):
+                runs.append((times.setdefault(prefix + kind, []), cmd, env, cwd))
         if also_cmd:
-            runs.append((also, also_cmd, None))
+            runs.append((times.setdefault(f"warm, {args.also}", []), also_cmd, None, REPO))
         # The order rotates every round: a command timed right after another one (mjml's Node process,
         # say) can run slower or faster for it, and every command should take every place equally often.
         shift = n % len(runs)
-        for times, cmd, env in runs[shift:] + runs[:shift]:
-            times.append(timed(cmd, env))
+        for samples, cmd, env, cwd in runs[shift:] + runs[:shift]:
+            samples.append(timed(cmd, env, cwd))
     b = statistics.median(theirs)
     version = subprocess.run([mjml, "--version"], capture_output=True, text=True).stdout.split()
     print(f"email.mjml: {source.stat().st_size:,} bytes; rounds: {args.rounds} (interleaved)")
@@ -187,20 +209,19 @@ def main() -> None:
         f"mjml CLI {' '.join(version[-1:])} compile only: median {b * 1000:.0f} ms "
         f"(min {min(theirs) * 1000:.0f}, max {max(theirs) * 1000:.0f})"
     )
-    for label, runs in (
-        ("warm caches", warm),
-        ("cold, DIGEST_NO_CACHE=1", cold),
-        ("first, an empty cache folder", first),
-        (f"warm, {args.also}", also),
-    ):
-        if not runs:
-            continue
-        a = statistics.median(runs)
-        print(
-            f"digest build, whole process, {label}: median {a * 1000:.0f} ms "
-            f"(min {min(runs) * 1000:.0f}, max {max(runs) * 1000:.0f}); ratio to mjml {a / b:.2f} (goal < 0.50)"
-        )
+    for label, samples in times.items():
+        print(line(label, samples, b))
+    if args.base:
+        for kind in kinds:
+            pairs = zip(times[kind], times[f"{trees[1][0]}{kind}"], strict=True)
+            per_round = sorted(ours / theirs_ for ours, theirs_ in pairs)
+            print(
+                f"this tree / base, {kind}: median per round {statistics.median(per_round):.2f} "
+                f"(min {per_round[0]:.2f}, max {per_round[-1]:.2f})"
+            )
     for label, cold in (("cold: caches off, the content parsed in a child process", True), ("warm", False)):
+        if args.no_breakdown:
+            break
         print(f"\nwhere digest's time goes, {label} (median of fresh processes, in the order they run):")
         breakdown = phases(max(5, args.rounds // 2), cold)
         total = sum(breakdown.values())
