@@ -1,18 +1,22 @@
-"""Kill real `digest send` runs with SIGKILL at random points, re-run until the edition is done, count what arrived.
+"""Kill real `digest send` runs with SIGKILL at random points, re-run as cron would, deliver SendGrid's events, count.
 
-    python benchmarks/kill_and_rerun.py                    # 5,000 recipients, batches of 250, 10 kills
-    python benchmarks/kill_and_rerun.py --recipients 20000 --kills 25 --seed 7
+    python benchmarks/kill_and_rerun.py                    # 5,000 recipients, batches of 100, 10 kills
+    python benchmarks/kill_and_rerun.py --kills 25 --seed 7
 
-A SendGrid emulator runs in this process (a small delay per request, so kills land mid-request too);
-each run is a separate `python -m digest send --backend sendgrid --yes` process against it. After each kill the
-harness does what an operator would: it looks at the batches the dead run left in flight, asks the provider
-(the emulator's message log, standing in for SendGrid's Activity feed) whether they arrived, and re-runs with
---mark-unknown-sent or --resend-unknown accordingly. It checks after every run:
+A SendGrid emulator runs in this process with a fault mix: 10% 500s, 5% 429s with a reset, 3% answers
+dropped after the request was stored, and every other request held a moment *before* it is stored (a
+kill then leaves it cut off on the wire: never received) and answered a moment *after* (a kill then
+leaves it received, unanswered). The harness only drives the CLI, as cron and SendGrid would:
 
-- nobody the ledger calls `sent` is missing at the provider (never silently dropped);
-- no address arrived twice (nothing doubled by a re-run).
+1. `digest send ... --yes` runs, each SIGKILLed at a random moment, until the edition has had its kills;
+   then runs until one exits 0 or 4 (a run holds unknown batches and sends everyone else);
+2. `digest unsubscribe-server` runs with DIGEST_SENDGRID_WEBHOOK_KEY, and the emulator posts its signed
+   events (for every request it stored, answered or not) to /webhooks/sendgrid;
+3. one more `digest send`: the events settled every unknown batch, so it sends exactly those the
+   emulator never received (faults go on: should that run leave new unknowns, 2 and 3 repeat).
 
-Prints the figures: kills, runs, unknown batches (and how they were decided), duplicates, missed.
+It checks: 0 duplicates, 0 never attempted, 0 unknown left, every recipient the emulator received is
+marked sent, and every one it had not received got it from the last run. Prints the figures.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -32,6 +37,7 @@ from typing import Any
 
 EDITION = "mayors-innovation-2020-01"
 NEWSLETTER = "mayors-innovation"
+SECRET = "kill-and-rerun-secret-0123456789abcdef"
 
 
 @dataclass
@@ -48,15 +54,23 @@ class Workdir:
 @dataclass
 class Figures:
     recipients: int = 0
+    rounds: int = 0
     kills: int = 0
     runs: int = 0
     exit_codes: dict[str, int] = field(default_factory=dict)
-    unknown_batches: int = 0
-    decided_mark_sent: int = 0
-    decided_resend: int = 0
+    cut_off_on_the_wire: int = 0  # requests a kill cut off before the emulator stored them
+    dropped_answers: int = 0  # requests stored whose answer the emulator dropped
+    held_runs: int = 0  # runs that held unknown batches and sent the rest (exit 4)
+    event_posts: int = 0  # signed posts of events to the webhook
+    runs_after_events: int = 0  # runs until one exited 0 (more than one when a fault left new unknowns)
+    settled_sent: int = 0  # unknown recipients the events showed received
+    settled_resend: int = 0  # unknown recipients the events showed never accepted (sent by the last run)
     duplicates: int = 0  # addresses received more than once
-    missed: int = 0  # addresses never received when the edition was done
-    sent_but_missing: int = 0  # ledger said sent, provider never got it (must stay 0)
+    never_attempted: int = 0  # addresses never received when the edition was done
+    unknown_left: int = 0
+    received_not_sent: int = 0  # received by the emulator, not marked sent (must stay 0)
+    sent_but_missing: int = 0  # marked sent, never received (must stay 0)
+    missing_after_last_run: int = 0  # not received before the last run and still not after it (must stay 0)
     seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
 
@@ -79,8 +93,8 @@ def prepare(root: Path, emulator_url: str, count: int, batch_size: int) -> Workd
         f'templates_dir = "{REPO / "templates"}"\n'
         'ledger_path = "ledger.sqlite3"\n'
         'backend = "sendgrid"\n'
-        # No retries inside the backend: a kill should meet the batch in flight, not a retry loop.
-        f"[sendgrid]\nbatch_size = {batch_size}\ntimeout = 10.0\nmax_retries = 0\n",
+        # Short waits: 5xx retried at once, a 429 waits for its reset; events settle without a wait.
+        f"[sendgrid]\nbatch_size = {batch_size}\ntimeout = 10.0\nmax_retries = 8\nevents_wait_hours = 0\n",
         encoding="utf-8",
     )
     emails = [f"member{i:06d}@example.org" for i in range(count)]
@@ -93,9 +107,10 @@ def prepare(root: Path, emulator_url: str, count: int, batch_size: int) -> Workd
         "DIGEST_CONFIG": str(config),
         "DIGEST_SENDGRID_HOST": emulator_url,
         "SENDGRID_API_KEY": "SG.test-key",
-        "DIGEST_UNSUBSCRIBE_SECRET": "kill-and-rerun-secret-0123456789abcdef",
+        "DIGEST_UNSUBSCRIBE_SECRET": SECRET,
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
     }
     build = root / "build"
     subprocess.run(
@@ -113,59 +128,125 @@ def command(work: Workdir, *flags: str) -> list[str]:
     ]  # fmt: skip
 
 
+def faults(emulator: Any, seed: int, step: float) -> None:
+    """The fault mix, drawn per request in this order (the first that hits answers)."""
+    emulator.reset()
+    emulator.add_fault(500, rate=0.10, seed=seed)
+    emulator.add_fault(429, reset_in=0.5, rate=0.05, seed=seed + 1)
+    emulator.add_fault(drop=True, rate=0.03, seed=seed + 2)
+    emulator.add_fault(hold=2 * step, delay=step, rate=1.0, seed=seed + 3)
+
+
 def received(emulator: Any) -> Counter[str]:
     """How many times each address arrived at the provider."""
     return Counter(str(m["email"]).lower() for m in emulator.messages(include_content=False))
 
 
-def decide(work: Workdir, emulator: Any, figures: Figures) -> list[str]:
-    """The operator's step after a crash: look each in-flight batch up at the provider; return the flag to use.
-
-    Mixed decisions (one batch arrived, another did not) are applied batch by batch through the ledger.
-    """
-    from digest.ledger import Ledger
-
-    with Ledger.open(work.ledger) as ledger:
-        ledger.recover_in_flight(EDITION)  # what the next run would do first; we hold no lock, but no run is live
-        batches = ledger.unknown_batches(EDITION)
-        if not batches:
-            return []
-        got = received(emulator)
-        decisions: dict[str, str] = {}
-        for batch in batches:
-            people = [e for e, b in ledger.recipients_in(EDITION, "unknown") if b == batch.id]
-            arrived = sum(1 for e in people if got[e.lower()])
-            decisions[batch.id] = "mark-sent" if arrived == len(people) else "resend"
-            if 0 < arrived < len(people):
-                figures.violations.append(f"batch {batch.id}: {arrived} of {len(people)} arrived (a torn request?)")
-        figures.unknown_batches += len(batches)
-        figures.decided_mark_sent += sum(1 for d in decisions.values() if d == "mark-sent")
-        figures.decided_resend += sum(1 for d in decisions.values() if d == "resend")
-        if len(set(decisions.values())) == 1:
-            return ["--mark-unknown-sent" if "mark-sent" in decisions.values() else "--resend-unknown"]
-        for action in ("mark-sent", "resend"):
-            ledger.resolve_unknown(EDITION, action, [b for b, d in decisions.items() if d == action])  # type: ignore[arg-type]
-        return []
+def states(work: Workdir) -> dict[str, str]:
+    """Each recipient's state, read straight from the ledger file (read-only: the harness decides nothing)."""
+    with sqlite3.connect(f"file:{work.ledger}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT email_norm, state FROM recipient_rows WHERE edition = ?", (EDITION,))
+        return dict(rows.fetchall())
 
 
-def check(work: Workdir, emulator: Any, figures: Figures, when: str) -> None:
-    """The two invariants that hold at every moment between runs."""
-    from digest.ledger import Ledger
+def run(work: Workdir, figures: Figures) -> tuple[int, str]:
+    proc = subprocess.run(command(work), env=work.env, capture_output=True, text=True, timeout=600)
+    figures.runs += 1
+    figures.exit_codes[str(proc.returncode)] = figures.exit_codes.get(str(proc.returncode), 0) + 1
+    return proc.returncode, proc.stdout + proc.stderr
 
+
+def deliver_events(work: Workdir, emulator: Any) -> list[int]:
+    """`digest unsubscribe-server` with the emulator's verification key; the emulator posts its events to it."""
+    env = {**work.env, "DIGEST_SENDGRID_WEBHOOK_KEY": emulator.webhook_signer.public_key}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digest", "unsubscribe-server", "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = ""
+        assert server.stdout is not None
+        for line in server.stdout:
+            if line.startswith("SendGrid events: http"):
+                url = line.split(": ", 1)[1].split(" -> ", 1)[0].strip()
+                break
+        if not url:
+            raise RuntimeError(f"the webhook did not start: {server.stderr.read() if server.stderr else ''}")
+        return list(emulator.deliver_events(url))
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def run_round(
+    work: Workdir,
+    emulator: Any,
+    figures: Figures,
+    rng: random.Random,
+    kills: int,
+    window: tuple[float, float],
+) -> None:
+    """Kill runs while the edition has work and kills are left; then run to an end (0 or 4), deliver the events,
+    run once more, and check."""
+    for _ in range(kills * 4 + 40):
+        if figures.kills >= kills:
+            break
+        proc = subprocess.Popen(command(work), env=work.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        figures.runs += 1
+        try:
+            code = proc.wait(timeout=rng.uniform(*window))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            figures.kills += 1
+            figures.exit_codes["killed"] = figures.exit_codes.get("killed", 0) + 1
+            time.sleep(0.3)  # the emulator finishes with the request the dead run left (held, then dropped)
+            continue
+        figures.exit_codes[str(code)] = figures.exit_codes.get(str(code), 0) + 1
+        if code in (0, 4) and "pending" not in states(work).values():
+            break  # the edition ran to its end before the kills did; the next round has more to kill
+    for _ in range(40):
+        code, out = run(work, figures)
+        if code in (0, 4) and "stopped early" not in out:
+            figures.held_runs += "held with an unknown outcome" in out
+            break
+        if code not in (1, 4):
+            figures.violations.append(f"{work.root}: a run exited {code}: {out[-400:]}")
+            return
+    else:
+        figures.violations.append(f"{work.root}: no run reached the end")
+        return
+    before = states(work)
     got = received(emulator)
-    doubled = sorted(e for e, n in got.items() if n > 1)
-    if doubled:
-        figures.violations.append(f"{when}: {len(doubled)} addresses arrived twice, e.g. {doubled[:3]}")
-    with Ledger.open(work.ledger) as ledger:
-        missing = [e for e, _ in ledger.recipients_in(EDITION, "sent") if not got[e.lower()]]
-    if missing:
-        figures.violations.append(f"{when}: {len(missing)} marked sent never arrived, e.g. {missing[:3]}")
-        figures.sent_but_missing = max(figures.sent_but_missing, len(missing))
-
-
-def settle(emulator: Any, delay: float) -> None:
-    """Let a request the killed client had already written finish being stored by the emulator."""
-    time.sleep(delay + 0.2)
+    figures.received_not_sent += sum(1 for e, n in got.items() if n and before.get(e) not in ("sent", "unknown"))
+    not_received = {e for e in work.emails if not got[e]}
+    for _ in range(5):  # the faults go on: a run after the events may leave new unknowns for the next events
+        statuses = deliver_events(work, emulator)
+        figures.event_posts += len(statuses)
+        if any(s != 200 for s in statuses):
+            figures.violations.append(f"{work.root}: webhook answered {statuses}")
+        code, out = run(work, figures)
+        figures.runs_after_events += 1
+        if code == 0:
+            break
+    else:
+        figures.violations.append(f"{work.root}: the runs after the events did not end with exit 0: {out[-400:]}")
+    settled = Counter(s for e, s in before.items() if s == "unknown" and e in got)
+    figures.settled_sent += settled["unknown"]
+    figures.settled_resend += sum(1 for e, s in before.items() if s == "unknown" and not got[e])
+    after, got = states(work), received(emulator)
+    figures.duplicates += sum(1 for n in got.values() if n > 1)
+    figures.never_attempted += sum(1 for e in work.emails if not got[e])
+    figures.unknown_left += sum(1 for s in after.values() if s == "unknown")
+    figures.received_not_sent += sum(1 for e in got if after.get(e) != "sent")
+    figures.sent_but_missing += sum(1 for e, s in after.items() if s == "sent" and not got[e])
+    figures.missing_after_last_run += sum(1 for e in not_received if not got[e])
+    stats = emulator.stats()
+    figures.cut_off_on_the_wire += int(stats["cut_off"])
+    figures.dropped_answers += int(stats["dropped"])
 
 
 def campaign(
@@ -176,73 +257,29 @@ def campaign(
     batch_size: int,
     kills: int,
     seed: int,
-    delay: float,
-    window: tuple[float, float] = (0.1, 3.0),
+    step: float = 0.05,
+    window: tuple[float, float] = (0.6, 1.8),
 ) -> Figures:
-    """Rounds of one fresh edition each: kill runs at random moments (uniform in `window` seconds after the
-    start) while the edition has work left, then run it to the end and count arrivals; until `kills` kills."""
+    """Rounds of one fresh edition each (usually one) until `kills` runs were killed mid-send."""
     rng = random.Random(seed)
     figures = Figures()
     started = time.monotonic()
-    rounds = 0
-    while figures.kills < kills and rounds < kills + 5:
-        rounds += 1
-        emulator.reset()  # forgets messages and faults: one round, one edition, one count
-        emulator.add_fault(delay=delay, rate=1.0)  # every request slow, so kills land mid-request too
-        work = prepare(root / f"round{rounds}", emulator.url, recipients, batch_size)
+    while figures.kills < kills and figures.rounds < 5:
+        figures.rounds += 1
+        faults(emulator, seed + figures.rounds * 10, step)
+        work = prepare(root / f"round{figures.rounds}", emulator.url, recipients, batch_size)
         figures.recipients += recipients
-        run_round(work, emulator, figures, rng, kills, delay, window)
-        got = received(emulator)
-        figures.duplicates += sum(1 for n in got.values() if n > 1)
-        figures.missed += sum(1 for e in work.emails if not got[e])
+        run_round(work, emulator, figures, rng, kills, window)
     figures.seconds = round(time.monotonic() - started, 1)
     return figures
-
-
-def run_round(
-    work: Workdir,
-    emulator: Any,
-    figures: Figures,
-    rng: random.Random,
-    kills: int,
-    delay: float,
-    window: tuple[float, float],
-) -> None:
-    flags: list[str] = []
-    for _ in range(kills * 4 + 20):
-        proc = subprocess.Popen(command(work, *flags), env=work.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        figures.runs += 1
-        if figures.kills < kills:
-            try:
-                proc.wait(timeout=rng.uniform(*window))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.communicate()
-                figures.kills += 1
-                figures.exit_codes["killed"] = figures.exit_codes.get("killed", 0) + 1
-                settle(emulator, delay)
-                check(work, emulator, figures, f"after kill {figures.kills}")
-                flags = decide(work, emulator, figures)
-                continue
-        _, err = proc.communicate(timeout=600)
-        code = proc.returncode
-        figures.exit_codes[str(code)] = figures.exit_codes.get(str(code), 0) + 1
-        check(work, emulator, figures, f"after run {figures.runs} (exit {code})")
-        flags = decide(work, emulator, figures)
-        if code == 0 and not flags:
-            return
-        if code not in (1, 4):
-            figures.violations.append(f"run {figures.runs} exited {code}: {err.decode(errors='replace')[-400:]}")
-            return
-    figures.violations.append(f"{work.root}: not done after {figures.runs} runs")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=5000)
-    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--kills", type=int, default=10)
-    parser.add_argument("--delay", type=float, default=0.1, help="emulator delay per request, seconds")
+    parser.add_argument("--step", type=float, default=0.05, help="emulator delay per request (its hold: twice), s")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/kill_and_rerun"))
     args = parser.parse_args()
@@ -260,16 +297,17 @@ def main() -> int:
             batch_size=args.batch_size,
             kills=args.kills,
             seed=args.seed,
-            delay=args.delay,
+            step=args.step,
         )
     print(json.dumps(asdict(figures), indent=2))
     print(
-        f"{figures.kills} kills, {figures.runs} runs, {figures.unknown_batches} unknown batches "
-        f"({figures.decided_mark_sent} marked sent, {figures.decided_resend} resent), "
-        f"{figures.duplicates} duplicates, {figures.missed} missed, {figures.sent_but_missing} sent-but-missing, "
-        f"in {figures.seconds} s"
+        f"seed {args.seed}: {figures.kills} kills ({figures.cut_off_on_the_wire} cut off on the wire), {figures.runs} "
+        f"runs, {figures.dropped_answers} dropped answers; events settled {figures.settled_sent} sent and "
+        f"{figures.settled_resend} never received (sent by the last run); {figures.duplicates} duplicates, "
+        f"{figures.never_attempted} never attempted, {figures.unknown_left} unknown left, in {figures.seconds} s"
     )
-    return 1 if figures.violations or figures.duplicates or figures.missed else 0
+    bad = figures.duplicates or figures.never_attempted or figures.unknown_left or figures.received_not_sent
+    return 1 if figures.violations or bad or figures.sent_but_missing or figures.missing_after_last_run else 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ POSTing the same 100 request bodies to the same SendGrid emulator with the same 
     python benchmarks/sendgrid_100k.py --rounds 0 --breakdown     # where digest's time goes, in one process
     python benchmarks/sendgrid_100k.py --rounds 0 --profile benchmarks/out/send.prof
     python benchmarks/sendgrid_100k.py --variant base=/tmp/base/src   # + an unchanged copy, interleaved
+    python benchmarks/sendgrid_100k.py --rounds 0 --tokens            # unsubscribe URLs per second
 
 Goal (issue): digest's whole process within 1.5x of the floor (median of the per-round ratios) and its
 peak RSS <= 200 MB.
@@ -392,6 +393,31 @@ print(json.dumps(out))
     return result
 
 
+def token_rate(count: int, src: str | None = None) -> float:
+    """Unsubscribe URLs (token + headers) per second from `Unsubscriber`, best of 3 runs over `count` addresses,
+    in a fresh interpreter importing the digest package under `src` (default: this checkout)."""
+    code = r"""
+import sys, time
+from pathlib import Path
+from digest.config import load_settings
+from digest.unsubscribe import Unsubscriber
+settings = load_settings(Path(sys.argv[1]))
+emails = [f"member{i:06d}@example.org" for i in range(int(sys.argv[2]))]
+best = float("inf")
+for _ in range(3):
+    unsubscribe = Unsubscriber(settings, b"benchmark-unsubscribe-secret-0123456789")
+    t = time.perf_counter()
+    for email in emails:
+        unsubscribe(email)
+    best = min(best, time.perf_counter() - t)
+print(len(emails) / best)
+"""
+    env = {**os.environ, "PYTHONPATH": src or str(REPO / "src")}
+    proc = subprocess.run([sys.executable, "-c", code, str(REPO / "digest.toml"), str(count)], env=env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
 def profile(bench: Bench, out: Path) -> None:
     """One whole `digest send` under cProfile (main thread only), top functions printed."""
     import pstats
@@ -440,6 +466,7 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--breakdown", action="store_true", help="also time digest's pieces in one process")
     parser.add_argument("--profile", help="also profile one digest send into this .prof file")
+    parser.add_argument("--tokens", action="store_true", help="also time unsubscribe URLs per second (and variants)")
     parser.add_argument(
         "--variant",
         action="append",
@@ -531,6 +558,12 @@ def main() -> None:
             print("\nbreakdown (one process, serial, seconds):")
             for k, v in parts.items():
                 print(f"  {k:<42} {v:6.3f}")
+        if args.tokens:
+            rates = {who: token_rate(args.recipients, variants.get(who)) for who in ["digest", *variants]}
+            summary["tokens_per_s"] = rates
+            print("\nunsubscribe URLs (token + headers) per second, best of 3:")
+            for who, rate in rates.items():
+                print(f"  {who:<19} {rate:,.0f}/s ({1e6 / rate:.1f} µs each)")
         if args.profile:
             profile(bench, Path(args.profile))
         if args.json:

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _browser import OVERFLOW_JS, Chromium, Session
 from _factories import copy_newsletter
 from click.testing import CliRunner
 
-from digest.browser import OVERFLOW_JS, Chromium, Session
 from digest.cli import main
 
 WIDTHS = (375, 1280)

@@ -22,7 +22,7 @@ from digest.config import SendGridSettings, SmtpSettings
 from digest.deliver.base import Backend, Personal
 from digest.deliver.sendgrid import SendGridBackend
 from digest.deliver.smtp import SmtpBackend
-from digest.errors import DeliveryError, UnsettledBatches
+from digest.errors import DeliveryError
 from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
@@ -120,6 +120,17 @@ def run_once(
         )  # type: ignore[arg-type]
 
 
+def _decide_by_batch(ledger_path: Path, got: Counter[str]) -> None:
+    """Mark sent the unknown batches whose recipients arrived; resend the others."""
+    with Ledger.open(ledger_path) as ledger:
+        by_batch: dict[str, list[str]] = {}
+        for email, batch in ledger.recipients_in(ED, "unknown"):
+            by_batch.setdefault(str(batch), []).append(email)
+        arrived = [b for b, emails in by_batch.items() if all(got[e.lower()] for e in emails)]
+        ledger.resolve_unknown(ED, "mark-sent", arrived)
+        ledger.resolve_unknown(ED, "resend", [b for b in by_batch if b not in arrived])
+
+
 def run_until_done(
     arrivals: Arrivals,
     ledger_path: Path,
@@ -139,17 +150,21 @@ def run_until_done(
         except DeliveryError:
             figures["stopped"] += 1
             unknown = "stop"
-        except UnsettledBatches as exc:
-            figures["unknown_batches"] += len(exc.batches)
+            continue
+        with Ledger.open(ledger_path) as ledger:
+            held = ledger.unknown_batches(ED)
+            waiting = [e for e, _ in ledger.recipients_in(ED, "unknown")]
+        if held:  # the run held them and sent the rest; the operator decides before the next run
+            figures["unknown_batches"] += len(held)
+            figures["partial"] += 1
             got = arrivals()
-            with Ledger.open(ledger_path) as ledger:
-                batch_ids = {b.id for b in exc.batches}
-                waiting = [e for e, b in ledger.recipients_in(ED, "unknown") if b in batch_ids]
             arrived = [e for e in waiting if got[e]]
-            if isinstance(backend, SendGridBackend):
+            if isinstance(backend, SendGridBackend) and len(held) == 1:
                 assert len(arrived) in (0, len(waiting)), "one SendGrid request arrives whole or not at all"
             if arrived and not resend_arrived:
-                unknown = "mark-sent"
+                unknown = "mark-sent" if len(arrived) == len(waiting) else "stop"
+                if unknown == "stop":  # some batches arrived, some did not: decide batch by batch
+                    _decide_by_batch(ledger_path, got)
             else:
                 unknown = "resend"
                 figures["resent_arrived"] |= set(arrived)

@@ -11,7 +11,7 @@ import pytest
 from _factories import send_edition
 
 from digest.deliver.base import BatchResult, Personal
-from digest.errors import BatchOutcomeUnknown, DeliveryError, LedgerError, UnsettledBatches
+from digest.errors import BatchOutcomeUnknown, DeliveryError, LedgerError
 from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.models import Build, Recipient
@@ -200,16 +200,17 @@ def test_unknown_batch_is_marked_and_the_run_goes_on(ledger_path: Path) -> None:
     assert counts(ledger_path)["unknown"] == 3
 
 
-def test_unknown_stops_the_next_run_until_decided(ledger_path: Path) -> None:
-    """A run finding unknown rows sends nothing and names batches, provider ids, both flags and the SendGrid hint."""
+def test_unknown_is_held_while_the_next_run_sends_everyone_else(ledger_path: Path) -> None:
+    """A run finding unknown rows holds them (not sent, not counted sent), sends the rest, exits 4 naming them."""
     run(ledger_path, ScriptedBackend(script={2: "unknown"}), people(7))
     backend = ScriptedBackend()
-    with pytest.raises(UnsettledBatches) as info:
-        run(ledger_path, backend, people(9))
-    text = str(info.value)
-    assert backend.calls == 0 and isinstance(info.value, LedgerError)
-    assert "3 recipients in 1 batch have an unknown outcome" in text and "r1-b00002" in text
-    for words in ("--mark-unknown-sent", "--resend-unknown", "custom_args", "Activity feed", f"digest status {ED}"):
+    report = run(ledger_path, backend, people(9))
+    text = report.message
+    assert backend.delivered == ["user7@example.org", "user8@example.org"]
+    assert (report.sent, report.unknown_held, report.exit_code) == (2, 3, 4)
+    assert counts(ledger_path)["unknown"] == 3
+    assert "3 recipients in 1 batch held with an unknown outcome" in text and "r1-b00002" in text
+    for words in ("--mark-unknown-sent", "--resend-unknown", "custom_args", "digest reconcile", f"digest status {ED}"):
         assert words in text
 
 
@@ -237,15 +238,15 @@ def test_several_unknown_batches_in_a_row_stop_the_run(ledger_path: Path) -> Non
 
 
 def test_crash_leftovers_become_unknown(ledger_path: Path) -> None:
-    """in_flight rows left by a dead run become unknown on the next run, which then stops."""
+    """in_flight rows left by a dead run become unknown on the next run, which holds them and sends the rest."""
     with Ledger.open(ledger_path) as ledger:
         ledger.begin_edition(ED, "mayors-innovation", "2020-01", make_build(ledger_path.parent).content_hash, "s")
         ledger.add_recipients(ED, people(4))
         rows = ledger.next_batch(ED, 2)
         ledger.mark_in_flight(ED, [r.email_norm for r in rows], "dead-b1", "sendgrid", "h")
-    with pytest.raises(UnsettledBatches, match="2 recipients in 1 batch"):
-        run(ledger_path, ScriptedBackend(), people(4))
-    assert counts(ledger_path)["unknown"] == 2
+    report = run(ledger_path, ScriptedBackend(), people(4))
+    assert "2 recipients in 1 batch held" in report.message and report.exit_code == 4
+    assert counts(ledger_path)["unknown"] == 2 and counts(ledger_path)["sent"] == 2
 
 
 def test_interrupt_inside_the_backend_marks_the_batch_unknown(ledger_path: Path) -> None:
@@ -382,19 +383,19 @@ def test_outbox_backend_gets_each_recipient_once(ledger_path: Path, tmp_path: Pa
 
 
 def test_dry_run_refuses_where_the_real_run_would(ledger_path: Path) -> None:
-    """A dry run raises the same refusals as the real run (changed content, undecided unknowns), writing nothing."""
+    """A dry run refuses (changed content) and holds (unknowns) where the real run would, writing nothing."""
     run(ledger_path, ScriptedBackend(script={2: "unknown"}), people(6))
     before = counts(ledger_path)
     with Ledger.open(ledger_path) as ledger:
-        with pytest.raises(UnsettledBatches, match="3 recipients in 1 batch"):
-            send_edition(
-                make_build(ledger_path.parent),
-                ScriptedBackend(),
-                people(6),
-                ledger=ledger,
-                personalize=personalize,
-                dry_run=True,
-            )
+        held = send_edition(
+            make_build(ledger_path.parent),
+            ScriptedBackend(),
+            people(6),
+            ledger=ledger,
+            personalize=personalize,
+            dry_run=True,
+        )
+        assert "3 recipients in 1 batch held" in held.message and held.would_send == 0
         changed = make_build(ledger_path.parent, content_hash="sha256:" + "9" * 64)
         with pytest.raises(LedgerError, match="already sent to 6 recipients with different content"):
             send_edition(

@@ -557,10 +557,104 @@ def status(ctx: click.Context, /, edition: str | None, as_json: bool) -> None:
         )
     for failure in data.get("failures", []):
         click.echo(f"  failed: {failure['email']}: {failure['error']}")
+    ev = data.get("evidence", {})
+    if any(ev.values()):
+        click.echo(
+            f"  settled by evidence: {ev['settled_sent']:,} sent, {ev['settled_failed']:,} failed, "
+            f"{ev['settled_resend']:,} never accepted (sent again); still open: {counts.get('unknown', 0):,}; "
+            f"bounces {ev['bounces']:,}, spam complaints {ev['complaints']:,}"
+        )
     if counts.get("unknown"):
-        click.echo("Decide the unknown ones: digest send ... --mark-unknown-sent, or --resend-unknown.")
+        click.echo(
+            "Settle the unknown ones with SendGrid's events (the webhook, or digest reconcile --events FILE), "
+            "or decide: digest send ... --mark-unknown-sent, or --resend-unknown."
+        )
     elif counts.get("failed"):
         click.echo(f"Send the failed ones again: digest retry {data['edition']}")
+
+
+@main.command()
+@click.option(
+    "--events",
+    "events_file",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="SendGrid events: the JSON array the webhook posts, or one event per line.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def reconcile(ctx: click.Context, /, events_file: str, as_json: bool) -> None:
+    """Apply a file of SendGrid events to the ledger, as the webhook does (for exported events).
+
+    Unknown outcomes are settled by the events of their batch, bounces and complaints join the
+    suppression list; applying the same file twice changes nothing.
+
+    \b
+    Example:
+      digest reconcile --events events.json
+    """
+    from . import pipeline
+
+    counts = pipeline.reconcile(_settings(ctx), Path(events_file))
+    if as_json:
+        click.echo(json.dumps(counts, indent=2))
+        return
+    click.echo(
+        f"{counts['received']:,} events read, {counts['stored']:,} new ({counts['duplicates']:,} already known, "
+        f"{counts['ignored']:,} for editions this ledger does not know); settled {counts['settled_sent']:,} sent, "
+        f"{counts['settled_failed']:,} failed, {counts['settled_resend']:,} to send again; "
+        f"{counts['suppressed']:,} added to the suppression list."
+    )
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def suppressions(ctx: click.Context, /, as_json: bool) -> None:
+    """List the addresses no send reaches: bounces, complaints, unsubscribes (reason and date).
+
+    \b
+    Example:
+      digest suppressions
+      digest suppressions add ann@example.org --reason "asked by phone"
+      digest suppressions remove ann@example.org --reason "re-subscribed on the website"
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import suppressions as listing
+
+    entries = listing.entries(_settings(ctx))
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    for e in entries:
+        click.echo(f"{e.email:<40} {e.created_at[:10]:<10} {e.source:<6} {e.reason}")
+    click.echo(f"{len(entries):,} suppressed address{'es' if len(entries) != 1 else ''}.")
+
+
+@suppressions.command("add")
+@click.argument("address")
+@click.option("--reason", required=True, help="Why, kept with the entry.")
+@click.pass_context
+def suppressions_add(ctx: click.Context, /, address: str, reason: str) -> None:
+    """Add ADDRESS to the suppression list: no later send reaches it."""
+    from . import suppressions as listing
+
+    added = listing.add(_settings(ctx), address, reason)
+    click.echo(f"{address}: {'added to' if added else 'already on'} the suppression list.")
+
+
+@suppressions.command("remove")
+@click.argument("address")
+@click.option("--reason", required=True, help="Why, kept on record.")
+@click.option("--yes", is_flag=True, help="Confirm removing a spam complaint.")
+@click.pass_context
+def suppressions_remove(ctx: click.Context, /, address: str, reason: str, yes: bool) -> None:
+    """Take ADDRESS off the suppression list (a spam complaint also needs --yes)."""
+    from . import suppressions as listing
+
+    entry = listing.remove(_settings(ctx), address, reason, yes=yes)
+    click.echo(f"{entry.email}: removed from the suppression list (it was: {entry.reason}).")
 
 
 @main.group("ledger")
@@ -621,7 +715,9 @@ def unsubscribe_server(ctx: click.Context, /, host: str, port: int) -> None:
 
     Needs DIGEST_UNSUBSCRIBE_SECRET (the one the sends used). After rotating it, put the earlier
     secrets in DIGEST_UNSUBSCRIBE_OLD_SECRETS (comma-separated) so links already sent keep working.
-    Unsubscribed addresses go to the suppression file, which every later send honours. In
+    Unsubscribed addresses go to the suppression file, which every later send honours. With
+    DIGEST_SENDGRID_WEBHOOK_KEY (SendGrid's verification key) it also receives SendGrid's signed
+    events on /webhooks/sendgrid and applies them to the ledger. In
     production, run the WSGI application digest.unsubscribe:app_from_env() behind any WSGI server.
 
     \b
@@ -629,13 +725,20 @@ def unsubscribe_server(ctx: click.Context, /, host: str, port: int) -> None:
       DIGEST_UNSUBSCRIBE_SECRET=... digest unsubscribe-server --port 8025
     """
     from .unsubscribe import make_app, old_secrets_from_env, secret_from_env, serve
+    from .webhook import KEY_VAR, PATH, key_from_env
 
     settings = _settings(ctx)
-    suppressions = settings.path(settings.suppression_file)
-    app = make_app(settings, secret_from_env(required=True), suppressions, old_secrets=old_secrets_from_env())
-    serve(
-        app,
-        host=host,
-        port=port,
-        on_ready=lambda url: click.echo(f"Unsubscribe endpoint at {url} -> {suppressions} (Ctrl+C to stop)"),
+    listed = settings.path(settings.suppression_file)
+    key = key_from_env()
+    app = make_app(
+        settings, secret_from_env(required=True), listed, old_secrets=old_secrets_from_env(), webhook_key=key
     )
+
+    def ready(url: str) -> None:
+        click.echo(f"Unsubscribe endpoint at {url} -> {listed} (Ctrl+C to stop)")
+        if key is None:
+            click.echo(f"SendGrid events: off (set {KEY_VAR} to receive them on {PATH})")
+        else:
+            click.echo(f"SendGrid events: {url}{PATH} -> {settings.path(settings.ledger_path)}")
+
+    serve(app, host=host, port=port, on_ready=ready)

@@ -64,6 +64,9 @@ class SendGridSettings:
     categories: tuple[str, ...] = ("digest",)
     timeout: float = 30.0
     max_retries: int = 5
+    # An unknown batch with no event this long after its hand-over, while events for the edition arrive,
+    # was never accepted (24 h: SendGrid retries a failed webhook post for that long).
+    events_wait_hours: float = 24.0
     concurrency: int = 4  # requests out at once; 1: one after another
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -103,40 +101,16 @@ class NoLedger(NothingSentYet):
     """The ledger file does not exist yet: nothing has been sent with this configuration."""
 
 
-class _Batch(Protocol):
-    """What UnsettledBatches shows of a batch (the ledger's BatchInfo)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def backend(self) -> str: ...
-    @property
-    def provider_id(self) -> str: ...
+class EventsError(DigestError):
+    """A file or post of SendGrid events cannot be read (not JSON, not events)."""
 
 
-class UnsettledBatches(LedgerError):
-    """Raised by the ledger's users before sending: batches with an unknown outcome wait for the user's decision."""
+class WebhookKeyError(ConfigError):
+    """DIGEST_SENDGRID_WEBHOOK_KEY is missing or is not a SendGrid verification key."""
 
-    def __init__(self, edition: str, count: int, batches: Sequence[_Batch]):
-        self.edition = edition
-        self.count = count
-        self.batches = list(batches)
-        shown = ", ".join(
-            f"{b.id} ({b.size} via {b.backend}{', provider id ' + b.provider_id if b.provider_id else ''})"
-            for b in batches[:10]
-        )
-        more = f" and {len(batches) - 10} more" if len(batches) > 10 else ""
-        super().__init__(
-            f"edition {edition}: {count} recipient{'s' if count != 1 else ''} in {len(batches)} "
-            f"batch{'es' if len(batches) != 1 else ''} have an unknown outcome: a run stopped after handing them "
-            f"to the backend and before hearing back (batches {shown}{more}); nothing sent. "
-            "Find out whether they went out, then re-run with --mark-unknown-sent (they were delivered) or "
-            "--resend-unknown (they were not; anyone who did get it gets it twice). For SendGrid, every message "
-            "carries custom_args 'edition' and 'batch' (the batch id): search the Activity feed for those batch ids. "
-            f"'digest status {edition}' lists them again."
-        )
+
+class SuppressionError(DigestError):
+    """A suppression cannot be added or removed as asked (not listed, in the file, a complaint without --yes)."""
 
 
 class LockedError(DigestError):

@@ -258,12 +258,13 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
 
     Returns the send.SendReport, or None when --if-new found nothing new.
     """
+    from . import suppressions
     from .deliver.registry import make_backend
     from .errors import EmptySelection, NoLedger, UsageError
     from .ledger import Ledger
     from .lock import newsletter_lock
     from .personalize import view_url, with_shared_values
-    from .recipients import load_suppressions, read_recipients, single_recipient
+    from .recipients import read_recipients, single_recipient
     from .send import execute_send, prepare_send
 
     if request.backend:
@@ -339,9 +340,9 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
             hooks.notice(f"Outbox: the Maildir {maildir(built)} (read it with: mutt -f {maildir(built)})")
     if test:
         return run(None, [single_recipient(addr) for addr in request.to])
-    suppressed = load_suppressions(settings.path(settings.suppression_file))
-    rows = read_recipients(request.recipients, suppressed=suppressed) if request.recipients else None
     if request.dry_run:
+        suppressed = suppressions.suppressed(settings)
+        rows = read_recipients(request.recipients, suppressed=suppressed) if request.recipients else None
         try:
             ledger = Ledger.open_existing(ledger_path)
         except NoLedger:
@@ -354,6 +355,11 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
                 f"digest retry {request.retry_edition}: the build is {built.edition}; "
                 "give the same window (or --from-build) as the original send"
             )
+        _settle(settings, ledger, built, backend, hooks.notice)
+        suppressed = suppressions.suppressed(settings, ledger)
+        rows = read_recipients(request.recipients, suppressed=suppressed) if request.recipients else None
+        if retry:
+            rows = suppressions.retry_list(ledger, built.edition, suppressed)
         try:
             return run(ledger, rows)
         finally:
@@ -361,6 +367,25 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
             ledger.record_build(
                 built.edition, _posted_ids(built), str(built.folder.resolve()), content_hash=built.content_hash
             )
+
+
+def _settle(settings: Settings, ledger: Any, built: Build, backend: Any, notice: Callable[[str], None]) -> None:
+    """Before a send (lock held): what a dead run left in flight becomes unknown, stored events are applied,
+    and the evidence there is (SendGrid events, the outbox's Maildir) settles what it can."""
+    from .ledger.events import apply_stored
+    from .settle import settle_unknown
+
+    wait = settings.sendgrid.events_wait_hours
+    ledger.recover_in_flight(built.edition)
+    apply_stored(ledger)
+    maildir = getattr(backend, "maildir", None)
+    box = maildir(built) if callable(maildir) else settings.path(settings.outbox_dir) / built.edition
+    settled = settle_unknown(ledger, built.edition, wait_hours=wait, maildir=box)
+    if settled.total:
+        notice(
+            f"Settled {settled.total:,} recipients of {built.edition} whose outcome was unknown, by the evidence: "
+            f"{settled.sent:,} sent, {settled.failed:,} failed, {settled.resend:,} never accepted (sent now)."
+        )
 
 
 def _posted_ids(built: Build) -> list[str]:
@@ -386,6 +411,22 @@ def history(settings: Settings) -> list[Any]:
 
 def status(settings: Settings, edition: str | None) -> dict[str, Any]:
     """`digest status [--json]`: JSON-ready, with the counts also under their own names."""
-    from .ledger import lookup
+    from .ledger import Ledger, lookup
+    from .ledger.events import evidence_counts
 
-    return lookup.status(settings.path(settings.ledger_path), settings.slug, edition).to_dict()
+    path = settings.path(settings.ledger_path)
+    data = lookup.status(path, settings.slug, edition).to_dict()
+    with Ledger.open_existing(path) as ledger:
+        data["evidence"] = evidence_counts(ledger, data["edition"])
+    return data
+
+
+def reconcile(settings: Settings, events_file: Path) -> dict[str, int]:
+    """`digest reconcile --events FILE`: store and apply a file of SendGrid events, as the webhook does."""
+    from .events import read_events_file
+    from .ledger import Ledger
+    from .ledger.events import ingest
+
+    events = read_events_file(events_file)
+    with Ledger.open(settings.path(settings.ledger_path)) as ledger:
+        return ingest(ledger, events).to_dict()

@@ -14,7 +14,7 @@ Test sends (`test=True`, --to) and dry runs never write recipient states and nee
 
 Write-ahead per batch: claim_batch (pending -> in_flight, fsynced) -> backend.send_batch -> record (one commit).
 A crash between the first and the last leaves the batch in_flight; the next run turns it into
-`unknown` and stops until the user decides, because only the provider knows whether it went out.
+`unknown` and holds it (only the provider knows whether it went out) while it sends everyone else.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Literal, Protocol, TypeVar
 
 from .addresses import normalize_email
 from .deliver.base import Backend, BatchResult, Personal
-from .errors import BatchOutcomeUnknown, DeliveryError, LedgerError, PartialFailure, UnsettledBatches
-from .ledger import BatchStore, PendingRow
+from .errors import BatchOutcomeUnknown, DeliveryError, LedgerError, PartialFailure
+from .ledger import BatchInfo, BatchStore, PendingRow
 from .lock import require_lock
 from .models import Build, Recipient
 
@@ -61,6 +61,22 @@ class RowProblemLike(Protocol):
     email: str
     reason: str
     kind: str  # invalid | duplicate | suppressed
+
+
+def held_text(edition: str, count: int, batches: list[BatchInfo]) -> str:
+    """What a run says about recipients it holds because their outcome is unknown: which, and how to settle them."""
+    shown = ", ".join(
+        f"{b.id} ({b.size} via {b.backend}{', provider id ' + b.provider_id if b.provider_id else ''})"
+        for b in batches[:10]
+    )
+    more = f" and {len(batches) - 10} more" if len(batches) > 10 else ""
+    return (
+        f"{count:,} recipient{'s' if count != 1 else ''} in {len(batches)} batch{'es' if len(batches) != 1 else ''} "
+        f"held with an unknown outcome, not sent again (batches {shown}{more}). SendGrid's events settle them "
+        f"(the webhook, or digest reconcile --events FILE; every message carries custom_args 'edition' and 'batch'); "
+        f"or decide: --mark-unknown-sent (they were delivered) or --resend-unknown (they were not; anyone who did get "
+        f"it gets it twice). 'digest status {edition}' lists them"
+    )
 
 
 # --- plan ---------------------------------------------------------------------------------------
@@ -117,6 +133,7 @@ class SendPlan:
     already_sent: int = 0  # on the list and already sent (skipped)
     failed_before: int = 0  # on the list and failed in an earlier run (digest retry sends them)
     unknown: int = 0  # recipients with an unknown outcome (resolved by execute_send per unknown_policy)
+    held: list[BatchInfo] = field(default_factory=list)  # their batches, when held (policy "stop")
     problems: Tally = field(default_factory=Tally)
     test_recipients: list[Recipient] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -148,6 +165,8 @@ class SendPlan:
             extra.append(f"{self.failed_before:,} failed earlier (digest retry)")
         if self.unknown and self.unknown_policy == "mark-sent":
             extra.append(f"{self.unknown:,} unknown to be marked sent")
+        if self.unknown and self.unknown_policy == "stop":
+            extra.append(f"{self.unknown:,} with an unknown outcome held")
         if self.problems.total:
             p = self.problems
             extra.append(_skipped_text(p.invalid, p.suppressed, p.duplicates))
@@ -175,7 +194,7 @@ def prepare_send(
     - otherwise (the newsletter lock must be held): the edition is begun (content-hash rule, see
       Ledger.begin_edition), in-flight rows left by a dead run become unknown, and the list is added
       as pending. `recipients=None` sends to the edition's pending rows as the ledger has them (digest retry).
-      Unknown rows with unknown="stop" raise UnsettledBatches before the list is read.
+      Unknown rows with unknown="stop" are held: never sent again, never counted sent; everyone else goes.
     """
     if test and dry_run:
         mode: Literal["send", "test", "dry-run"] = "dry-run"
@@ -204,7 +223,7 @@ def prepare_send(
     ledger.recover_in_flight(build.edition)
     unknown_now = ledger.counts(build.edition)["unknown"]
     if unknown_now and unknown == "stop":
-        raise UnsettledBatches(build.edition, unknown_now, ledger.unknown_batches(build.edition))
+        plan.held = ledger.unknown_batches(build.edition)
     plan.unknown = unknown_now
     if recipients is None:
         counts = ledger.counts(build.edition)
@@ -283,8 +302,8 @@ def _read_ahead(items: Iterable[T], chunk: int = READ_AHEAD) -> Iterator[T]:
 def _count_dry(plan: SendPlan, recipients: Iterable[Recipient | RowProblemLike] | None) -> None:
     """Dry run: what the real run would do, reading the ledger in chunks and writing nothing.
 
-    It refuses where the real run would (changed content, undecided unknown outcomes), so a dry run
-    before a cron send shows the problem first. The list is de-duplicated by recipients.py.
+    It refuses where the real run would (changed content) and holds what it would hold (unknown outcomes),
+    so a dry run before a cron send shows both first. The list is de-duplicated by recipients.py.
     """
     ledger, build = plan.ledger, plan.build
     edition = build.edition
@@ -294,7 +313,7 @@ def _count_dry(plan: SendPlan, recipients: Iterable[Recipient | RowProblemLike] 
         counts = ledger.counts(edition)
         plan.unknown = counts["unknown"] + counts["in_flight"]  # a real run turns in_flight into unknown first
         if plan.unknown and plan.unknown_policy == "stop":
-            raise UnsettledBatches(edition, plan.unknown, ledger.unknown_batches(edition, include_in_flight=True))
+            plan.held = ledger.unknown_batches(edition, include_in_flight=True)
     chunk: list[str] = []
 
     def flush() -> None:
@@ -360,6 +379,8 @@ class SendReport:
     pending_left: int = 0  # on the list, not sent because the run stopped early
     unknown_resolved: int = 0
     unknown_policy: str = "stop"
+    unknown_held: int = 0  # unknown before this run, held (not sent, not counted sent) until settled or decided
+    held_note: str = ""  # which batches, and the ways to settle them
     skipped_invalid: int = 0
     skipped_suppressed: int = 0
     duplicates: int = 0
@@ -382,23 +403,25 @@ class SendReport:
 
     @property
     def exit_code(self) -> int:
-        """4 (PartialFailure) when this run left anyone failed, unknown or unsent; else 0."""
-        return PartialFailure.exit_code if (self.failed or self.unknown or self.pending_left) else 0
+        """4 (PartialFailure) when this run left anyone failed, unknown (new or held) or unsent; else 0."""
+        left = self.failed or self.unknown or self.pending_left or self.unknown_held
+        return PartialFailure.exit_code if left else 0
 
     @property
     def message(self) -> str:
         """The one line every run ends with: what happened, and what to do next if anything."""
         skip = _skipped_text(self.skipped_invalid, self.skipped_suppressed, self.duplicates)
         skip = f"; {skip}" if skip else ""
+        held = f" {self.held_note}." if self.unknown_held else ""
         if self.dry_run:
             return (
                 f"Dry run: {self.edition} would go to {_people(self.would_send)} via {self.backend} "
-                f"({self.already_sent:,} already sent){skip}; nothing sent. Drop --dry-run to send."
+                f"({self.already_sent:,} already sent){skip}; nothing sent. Drop --dry-run to send.{held}"
             )
         if self.test:
             return f"Test send of {self.edition}: {self.sent:,} sent, {self.failed:,} failed via {self.backend}{skip}."
         if not (self.sent or self.failed or self.unknown or self.pending_left):
-            return f"{self.edition}: already sent to {self.already_sent:,}; nothing to do{skip}."
+            return f"{self.edition}: already sent to {self.already_sent:,}; nothing to do{skip}.{held}"
         parts = [f"Sent {self.edition} to {_people(self.sent)} via {self.backend} in {self.duration_s:.1f} s"]
         if self.already_sent:
             parts.append(f"{self.already_sent:,} had it already")
@@ -410,7 +433,7 @@ class SendReport:
             )
         if self.stopped:
             parts.append(f"stopped early, {self.pending_left:,} not sent yet: {self.stopped}; re-run to continue")
-        return "; ".join(parts) + skip + "."
+        return "; ".join(parts) + skip + "." + held
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -449,6 +472,9 @@ def execute_send(
         problems=list(plan.problems.rows),
         started_at=plan.started_at,
     )
+    if plan.held:
+        report.unknown_held = plan.unknown
+        report.held_note = held_text(build.edition, plan.unknown, plan.held)
     if plan.mode == "dry-run":
         report.would_send = plan.to_send
     elif plan.mode == "test":

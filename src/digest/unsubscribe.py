@@ -1,9 +1,16 @@
-"""Unsubscribe: HMAC tokens, the RFC 8058 one-click WSGI endpoint, and the suppression file it appends to.
+"""Unsubscribe: opaque tokens, the RFC 8058 one-click WSGI endpoint, and the suppression file it appends to.
 
-A token names one recipient of one list and cannot be forged without DIGEST_UNSUBSCRIBE_SECRET:
+A token names one recipient of one list, shows neither, and cannot be forged without DIGEST_UNSUBSCRIBE_SECRET:
 
-    token = base64url(payload) "." base64url(HMAC-SHA256(secret, DOMAIN + payload)[:16])
-    payload = b"v1\\n" + normalised email + b"\\n" + list id        (UTF-8)
+    token = base64url(AES-SIV(key, padded payload, associated data "digest-unsubscribe v2"))
+    key = HKDF-SHA256(secret, info "digest-unsubscribe v2 aes-siv"), 64 bytes (AES-256-SIV)
+    payload = normalised email + b"\n" + list id (UTF-8), NUL-padded to a multiple of 16 bytes
+
+AES-SIV is deterministic authenticated encryption: the same recipient always gets the same token (no nonce
+to store or repeat), any changed character fails authentication, and the URL reveals only the payload's
+length to 16 bytes. Tokens of the first format (v1: base64url(b"v1\n" + email + b"\n" + list id) "." a
+16-byte HMAC-SHA256, which showed the address to anyone who saw the URL) are still accepted: links already
+sent keep working. A token with a "." is v1, one without is v2.
 
 Tokens carry no expiry on purpose: CAN-SPAM wants the opt-out to keep working for at least 30 days after
 a send, and mail sits in inboxes for years. A token stays valid as long as the endpoint knows its secret.
@@ -21,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
+import functools
 import hashlib
 import hmac
 import html
@@ -31,12 +39,13 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from .addresses import normalize_email
 from .config import Settings, load_settings
 from .errors import ConfigError, DigestError
+from .webhook import PATH as WEBHOOK_PATH
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -51,10 +60,13 @@ SECRET_VAR = "DIGEST_UNSUBSCRIBE_SECRET"
 OLD_SECRETS_VAR = "DIGEST_UNSUBSCRIBE_OLD_SECRETS"  # verified, never used to sign (rotation)
 MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 MIN_SECRET_BYTES = 16  # below 128 bits an offline guess of the key becomes thinkable
-MAC_BYTES = 16  # 128-bit tag: forging one by chance is out of reach, and the token stays short
+MAC_BYTES = 16  # v1's 128-bit tag: forging one by chance is out of reach, and the token stays short
 _VERSION = b"v1"
 # Domain separation: the same secret must never produce a valid MAC for another purpose.
 _DOMAIN = b"digest-unsubscribe\x00"
+_V2_INFO = b"digest-unsubscribe v2 aes-siv"  # HKDF info: the v2 key serves this purpose only
+_V2_AD = [b"digest-unsubscribe v2"]
+_PAD = 16
 _B64 = re.compile(r"^[A-Za-z0-9_-]+$")
 _MAX_TOKEN = 1024
 _MAX_BODY = 64 * 1024  # a one-click body is 26 bytes; anything huge is not a mail client
@@ -93,23 +105,60 @@ def _mac(payload: bytes, secret: bytes) -> bytes:
     return hmac.new(secret, _DOMAIN + payload, hashlib.sha256).digest()[:MAC_BYTES]
 
 
+@functools.lru_cache(maxsize=16)
+def _cipher(secret: bytes) -> Any:
+    """The AES-SIV cipher keyed from `secret` (HKDF); cached, as the endpoint tries each secret per request."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return AESSIV(HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=_V2_INFO).derive(secret))
+
+
+def _check_address(email: str) -> str:
+    address = normalize_email(email)
+    if not address or "@" not in address or any(c in address for c in "\n\r\x00"):
+        raise ValueError(f"cannot make an unsubscribe token for {email!r}: not an email address")
+    return address
+
+
 def make_token(email: str, list_id: str, secret: bytes) -> str:
     """An opaque, unforgeable token naming `email` on list `list_id`."""
-    address = normalize_email(email)
-    if not address or "@" not in address or "\n" in address or "\r" in address:
-        raise ValueError(f"cannot make an unsubscribe token for {email!r}: not an email address")
-    if not list_id or "\n" in list_id:
+    address = _check_address(email)
+    if not list_id or "\n" in list_id or "\x00" in list_id:
         raise ValueError(f"cannot make an unsubscribe token for list {list_id!r}")
     if not secret:
         raise ValueError("cannot make an unsubscribe token with an empty secret")
-    payload = b"\n".join((_VERSION, address.encode("utf-8"), list_id.encode("utf-8")))
-    return f"{_b64(payload)}.{_b64(_mac(payload, secret))}"
+    payload = address.encode("utf-8") + b"\n" + list_id.encode("utf-8")
+    return _b64(_cipher(secret).encrypt(payload + b"\x00" * (-len(payload) % _PAD), _V2_AD))
 
 
 def verify_token(token: str, secret: bytes) -> tuple[str, str]:
-    """Return (email, list_id) from a token made with `secret`; raise BadToken on any change."""
+    """Return (email, list_id) from a token made with `secret` (either format); raise BadToken on any change."""
     invalid = BadToken("this unsubscribe link is not valid; use the link from a recent email")
-    if not token or len(token) > _MAX_TOKEN or token.count(".") != 1 or not secret:
+    if not token or len(token) > _MAX_TOKEN or not secret:
+        raise invalid
+    if "." in token:
+        return _verify_v1(token, secret)
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        plain = _cipher(secret).decrypt(_unb64(token), _V2_AD)
+    except (ValueError, binascii.Error, InvalidTag):
+        raise invalid from None
+    parts = plain.rstrip(b"\x00").split(b"\n")
+    if len(parts) != 2:
+        raise invalid  # made with our key but of a layout this version does not know
+    try:
+        return parts[0].decode("utf-8"), parts[1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid from None
+
+
+def _verify_v1(token: str, secret: bytes) -> tuple[str, str]:
+    """The first format (see the module docstring): accepted, never made."""
+    invalid = BadToken("this unsubscribe link is not valid; use the link from a recent email")
+    if token.count(".") != 1:
         raise invalid
     head, tail = token.split(".")
     try:
@@ -251,10 +300,10 @@ class Unsubscriber:
 
     At 100,000 recipients the per-recipient cost matters (issue 4). What does not depend on the
     recipient is done here, once: the URL template is checked (https, no '<', '>' or spaces) and gets
-    its base_url filled in, the mailto URI is built, and the HMAC is keyed. Per recipient only the
-    token is signed (a copy of the keyed HMAC) and put into the URL. Checking one probe URL stands for
-    all of them: a token is base64url and '.', an {email} is percent-quoted, so neither can add a
-    scheme, a '<' or a space, and a template with a placeholder where the scheme goes fails the probe.
+    its base_url filled in, the mailto URI is built, and the cipher is keyed. Per recipient only the
+    token is encrypted (one AES-SIV call) and put into the URL. Checking one probe URL stands for
+    all of them: a token is base64url, an {email} is percent-quoted, so neither can add a scheme, a
+    '<' or a space, and a template with a placeholder where the scheme goes fails the probe.
     """
 
     def __init__(self, settings: Settings, secret: bytes, *, list_id: str | None = None):
@@ -263,20 +312,14 @@ class Unsubscriber:
         probe = format_unsubscribe_url(settings, token="TOKEN", email="probe@example.org")
         self._tail = list_unsubscribe_headers(probe, settings.unsubscribe_mailto)["List-Unsubscribe"][len(probe) + 2 :]
         self._list = b"\n" + list_name.encode("utf-8")
-        keyed = hmac.new(secret, None, hashlib.sha256)
-        keyed.update(_DOMAIN)
-        self._keyed = keyed
+        self._encrypt = functools.partial(_cipher(secret).encrypt, associated_data=_V2_AD)
         self._settings = settings
         self._template = _positional_template(settings)
 
     def __call__(self, email: str) -> tuple[str, dict[str, str]]:
-        address = normalize_email(email)
-        if not address or "@" not in address or "\n" in address or "\r" in address:
-            raise ValueError(f"cannot make an unsubscribe token for {email!r}: not an email address")
-        payload = _VERSION + b"\n" + address.encode("utf-8") + self._list
-        mac = self._keyed.copy()
-        mac.update(payload)
-        token = f"{_b64(payload)}.{_b64(mac.digest()[:MAC_BYTES])}"
+        address = _check_address(email)
+        payload = address.encode("utf-8") + self._list
+        token = _b64(self._encrypt(payload + b"\x00" * (-len(payload) % _PAD)))
         if self._template is None:
             url = format_unsubscribe_url(self._settings, token=token, email=address)
         else:
@@ -395,12 +438,18 @@ def unsubscribe_path(settings: Settings) -> str:
 
 
 def make_app(
-    settings: Settings, secret: bytes, suppression_path: Path, *, old_secrets: Sequence[bytes] = ()
+    settings: Settings,
+    secret: bytes,
+    suppression_path: Path,
+    *,
+    old_secrets: Sequence[bytes] = (),
+    webhook_key: Any | None = None,
 ) -> WSGIApplication:
     """The one-click unsubscribe endpoint for one list (settings.slug), recording to `suppression_path`.
 
     Tokens signed with `secret` or with any of `old_secrets` (the secrets of earlier sends, after a
-    rotation) are accepted."""
+    rotation) are accepted. With `webhook_key` (webhook.key_from_env), the same application answers
+    SendGrid's signed Event Webhook on /webhooks/sendgrid, into settings.ledger_path."""
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(f"environment: {SECRET_VAR} is too short; make one with `{MAKE_SECRET}`")
     if any(len(old) < MIN_SECRET_BYTES for old in old_secrets):
@@ -424,6 +473,10 @@ def make_app(
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO", "")) or "/"
+        if path == WEBHOOK_PATH and webhook_key is not None:
+            from .webhook import handle
+
+            return handle(environ, start_response, key=webhook_key, ledger_path=settings.path(settings.ledger_path))
         if path == "/healthz" and method in {"GET", "HEAD"}:
             start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "3")])
             return [] if method == "HEAD" else [b"ok\n"]
@@ -573,9 +626,13 @@ def serve(
 def app_from_env(env: Mapping[str, str] | None = None) -> WSGIApplication:
     """The app for any WSGI server: settings from DIGEST_CONFIG (or ./digest.toml), the secret from
     DIGEST_UNSUBSCRIBE_SECRET (and earlier ones from DIGEST_UNSUBSCRIBE_OLD_SECRETS), suppressions into
-    settings.suppression_file. Example: gunicorn 'digest.unsubscribe:app_from_env()'"""
+    settings.suppression_file; with DIGEST_SENDGRID_WEBHOOK_KEY, also SendGrid's events on /webhooks/sendgrid.
+    Example: gunicorn 'digest.unsubscribe:app_from_env()'"""
+    from .webhook import key_from_env
+
     env = os.environ if env is None else env
     settings = load_settings(env=env)
     secret = secret_from_env(env, required=True)
     old = old_secrets_from_env(env)
-    return make_app(settings, secret, settings.path(settings.suppression_file), old_secrets=old)
+    key = key_from_env(env)
+    return make_app(settings, secret, settings.path(settings.suppression_file), old_secrets=old, webhook_key=key)

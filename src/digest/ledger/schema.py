@@ -95,6 +95,53 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
         page BLOB NOT NULL                 -- compressed page and metadata (archive.pack)
     );
     """,
+    # 5: provider events (stored before they are applied), the suppression list, and what evidence settled.
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        sg_event_id TEXT NOT NULL,         -- '' when the provider gave none
+        dedupe_key TEXT NOT NULL,          -- event, address and message id: one happening told twice
+        event TEXT NOT NULL,
+        email_norm TEXT NOT NULL,
+        edition TEXT NOT NULL,             -- the custom_args digest sets; '' when the event lacks them
+        batch TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        suppresses INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL,        -- when it happened at the provider (unix seconds; 0: not given)
+        raw TEXT NOT NULL,                 -- the event as it arrived
+        received_at TEXT NOT NULL,
+        applied INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX events_sg_event_id ON events(sg_event_id) WHERE sg_event_id <> '';
+    CREATE UNIQUE INDEX events_dedupe ON events(dedupe_key);
+    CREATE INDEX events_batch ON events(batch, email_norm);
+    CREATE INDEX events_edition ON events(edition, event);
+    CREATE INDEX events_unapplied ON events(id) WHERE applied = 0;
+
+    CREATE TABLE suppressions (
+        email_norm TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,              -- "bounce: 550 5.1.1 ...", "spam complaint", "unsubscribe", or the user's
+        source TEXT NOT NULL,              -- event | user
+        created_at TEXT NOT NULL
+    );
+
+    CREATE TABLE suppression_removals (    -- who was taken off the list, and why
+        email_norm TEXT NOT NULL,
+        reason TEXT NOT NULL,              -- the suppression's reason
+        removed_because TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+
+    CREATE TABLE settlements (             -- unknown recipients settled by evidence, not by a person
+        edition TEXT NOT NULL,
+        batch_id TEXT NOT NULL,
+        email_norm TEXT NOT NULL,
+        outcome TEXT NOT NULL,             -- sent | failed | pending (never accepted: sent again)
+        evidence TEXT NOT NULL,            -- events | outbox | no-events
+        at TEXT NOT NULL
+    );
+    CREATE INDEX settlements_edition ON settlements(edition);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1072,6 +1072,8 @@ class _Fault:
     message: str | None = None
     delay: float = 0.0
     drop: bool = False
+    # Wait this long *before* storing; a client gone by then (killed mid-request) is never stored.
+    hold: float = 0.0
     reset_in: float | None = None  # 429 only: X-RateLimit-Reset = now + reset_in
     count: int = 1
     rate: float | None = None
@@ -1084,8 +1086,10 @@ class _Fault:
         if unknown:
             raise ValueError(f"unknown fault field(s) {sorted(unknown)}; use {sorted(known)}")
         fault = cls(**spec)
-        if fault.status is None and not fault.drop and not fault.delay:
-            raise ValueError("a fault needs a status, a delay or drop")
+        if fault.status is None and not fault.drop and not fault.delay and not fault.hold:
+            raise ValueError("a fault needs a status, a delay, a hold or drop")
+        if not isinstance(fault.hold, int | float) or fault.hold < 0:
+            raise ValueError(f"hold must be a number of seconds >= 0 (got {fault.hold!r})")
         if fault.status is not None and (not _is_int(fault.status) or not 400 <= fault.status <= 599):
             raise ValueError(f"fault status must be an integer 400..599 (got {fault.status!r})")
         if fault.status is not None and fault.drop:
@@ -1099,7 +1103,8 @@ class _Fault:
         return fault
 
     def as_json(self) -> dict[str, JSON]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # hold is newer than the other fields: shown only when set, so earlier listings read as before.
+        return {k: v for k, v in asdict(self).items() if v is not None and (k != "hold" or v)}
 
 
 @dataclass
@@ -1199,8 +1204,9 @@ class SendGridEmulator:
                 "limits": limits or Limits(),
             }
         )
+        self._signer: Any = None
         self._faults: list[_Fault] = []
-        self._random_fault: tuple[_Fault, random.Random] | None = None
+        self._random_faults: list[tuple[_Fault, random.Random]] = []
         self._clear_state()
 
     def _clear_state(self) -> None:
@@ -1209,7 +1215,9 @@ class SendGridEmulator:
         self._parsed: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._windows: dict[str, list[float]] = {}
         self._batches: set[str] = set()
-        self._counts = {"requests": 0, "accepted": 0, "sandbox": 0, "recipients": 0, "dropped": 0, "faults": 0}
+        self._counts = {
+            "requests": 0, "accepted": 0, "sandbox": 0, "recipients": 0, "dropped": 0, "faults": 0, "cut_off": 0
+        }  # fmt: skip
         self._by_status: dict[str, int] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
@@ -1325,7 +1333,7 @@ class SendGridEmulator:
         with self._lock:
             self._clear_state()
             self._faults.clear()
-            self._random_fault = None
+            self._random_faults.clear()
 
     def add_fault(
         self,
@@ -1338,36 +1346,39 @@ class SendGridEmulator:
         reset_in: float | None = None,
         rate: float | None = None,
         seed: int | None = None,
+        hold: float = 0.0,
     ) -> None:
         """Script the next `count` mail/send requests (faults queue up in order).
 
         `status`: answer with it and SendGrid's JSON error body (`message` overrides the text; a 429 with
         `reset_in` also carries X-RateLimit-* headers). `delay`: handle the request normally, answer after that many
         seconds. `drop`: handle and store it normally, then close the connection without answering (the lost 202).
-        With `rate` (0..1) the fault instead hits that random share of all later requests, reproducibly with `seed`.
+        `hold`: wait that many seconds before storing; a client that went away meanwhile (killed while its request
+        was on the wire) is not stored, as SendGrid never gets a request that is cut off.
+        With `rate` (0..1) the fault instead hits that random share of all later requests, reproducibly with `seed`;
+        several random faults are drawn in the order added, the first that hits answers.
         """
         spec: dict[str, Any] = {"status": status, "count": count, "message": message, "delay": delay, "drop": drop}
-        spec.update(reset_in=reset_in, rate=rate, seed=seed)
+        spec.update(reset_in=reset_in, rate=rate, seed=seed, hold=hold)
         self._add_fault(_Fault.parse(spec))
 
     def _add_fault(self, fault: _Fault) -> None:
         with self._lock:
             if fault.rate is not None:
-                self._random_fault = (fault, random.Random(fault.seed))
+                self._random_faults.append((fault, random.Random(fault.seed)))
             else:
                 self._faults.append(fault)
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
-            self._random_fault = None
+            self._random_faults.clear()
 
     def faults(self) -> list[dict[str, JSON]]:
-        """Pending scripted faults, then the random fault mode if one is set."""
+        """Pending scripted faults, then the random faults (in the order they are drawn)."""
         with self._lock:
             pending = [f.as_json() for f in self._faults]
-            if self._random_fault is not None:
-                pending.append(self._random_fault[0].as_json())
+            pending += [fault.as_json() for fault, _ in self._random_faults]
         return pending
 
     def config(self) -> dict[str, JSON]:
@@ -1421,6 +1432,56 @@ class SendGridEmulator:
             new["limits"] = limits
         return replace(self._config, **new)
 
+    # ---- Event Webhook (testing/sendgrid_events.py) -------------------------------------------------------
+
+    @property
+    def webhook_signer(self) -> Any:
+        """The key pair this emulator signs events with (sendgrid_events.Signer); `.public_key` is the text to
+        give the receiver as DIGEST_SENDGRID_WEBHOOK_KEY."""
+        with self._lock:
+            if self._signer is None:
+                from ..sendgrid_events import Signer
+
+                self._signer = Signer()
+            return self._signer
+
+    def events(self, *, bounce_rate: float = 0.0, spam_rate: float = 0.0, seed: int = 0) -> list[dict[str, JSON]]:
+        """The events SendGrid would post about every request accepted so far (answered or not), oldest first:
+        processed, then delivered or (a `bounce_rate` share) a hard bounce, and a `spam_rate` share of spam
+        reports. The same arguments give the same events."""
+        from ..sendgrid_events import request_events
+
+        with self._lock:
+            accepted = list(self._accepted)
+        rng = random.Random(seed)
+        out: list[dict[str, JSON]] = []
+        for request in accepted:
+            body = json.loads(request.raw)
+            out += request_events(
+                body, request.message_id, request.accepted_at, rng, bounce_rate=bounce_rate, spam_rate=spam_rate
+            )
+        return out
+
+    def deliver_events(self, url: str, *, bounce_rate: float = 0.0, spam_rate: float = 0.0, seed: int = 0) -> list[int]:
+        """POST `events(...)` to a webhook URL, signed with `webhook_signer`, in SendGrid-sized batches;
+        returns the HTTP status of each post."""
+        from ..sendgrid_events import post
+
+        events = self.events(bounce_rate=bounce_rate, spam_rate=spam_rate, seed=seed)
+        return post(url, events, self.webhook_signer)
+
+    def write_events(
+        self, path: str | Any, *, lines: bool = False, bounce_rate: float = 0.0, spam_rate: float = 0.0, seed: int = 0
+    ) -> int:
+        """Write `events(...)` to a file (the JSON array, or one per line with `lines`); returns how many."""
+        from pathlib import Path
+
+        from ..sendgrid_events import write
+
+        events = self.events(bounce_rate=bounce_rate, spam_rate=spam_rate, seed=seed)
+        write(Path(path), events, lines=lines)
+        return len(events)
+
     def create_batch(self) -> str:
         """What POST /v3/mail/batch does: a new batch id. Once one exists, a mail's batch_id must be known."""
         batch_id = _new_batch_id()
@@ -1452,8 +1513,7 @@ class SendGridEmulator:
                 if fault.count <= 0:
                     self._faults.pop(0)
                 return replace(fault, count=1)
-            if self._random_fault is not None:
-                fault, rng = self._random_fault
+            for fault, rng in self._random_faults:  # in the order added; the first that hits answers
                 if rng.random() < (fault.rate or 0.0):
                     return fault
         return None
@@ -1463,6 +1523,13 @@ class SendGridEmulator:
         config = self._config
         raw, size = handler.read_body(config.limits.max_body_bytes)
         fault = self._take_fault()
+        if fault is not None and fault.hold:
+            self._stopping.wait(fault.hold)
+            if handler.client_gone():
+                with self._lock:
+                    self._counts["cut_off"] += 1
+                handler.close_connection = True
+                return
         if fault is not None and fault.status is not None:
             reply = self._fault_reply(fault, received, config)
         elif raw is None:
@@ -1801,6 +1868,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError as exc:  # the client went away (e.g. it timed out during a delay fault)
             log.debug("client connection lost: %s", exc)
             self.close_connection = True
+
+    def client_gone(self) -> bool:
+        """Whether the client closed its end (after its whole request was read, so EOF means it went away)."""
+        import select
+        import socket
+
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def read_body(self, limit: int) -> tuple[bytes | None, int]:
         """The request body and its size; None (body read and discarded) when it is larger than `limit`."""
