@@ -335,7 +335,7 @@ from digest.lock import newsletter_lock
 from digest.personalize import view_url, with_shared_values
 from digest.recipients import read_recipients
 from digest.send import Tally, _valid
-from digest.unsubscribe import secret_from_env
+from digest.unsubscribe_tokens import secret_from_env
 out = {"imports": time.perf_counter() - t0}
 config, build_dir, csv, ledger_path = map(Path, sys.argv[1:5])
 settings = load_settings(config)

@@ -144,7 +144,7 @@ def prepare(root: Path, count: int, port: int) -> Inputs:
     from digest.build import read_build
     from digest.config import load_settings
     from digest.personalize import HTML_TOKENS, TEXT_TOKENS, view_url
-    from digest.unsubscribe import list_unsubscribe_headers, unsubscribe_url
+    from digest.unsubscribe_links import list_unsubscribe_headers, unsubscribe_url
 
     root.mkdir(parents=True, exist_ok=True)
     build_dir = root / "build"

@@ -334,6 +334,14 @@ def test_status_and_history_agree_when_nothing_was_sent(tmp_path: Path, repo: Pa
     assert run("--config", cfg, "status", "--json")[:2] == (0, "{}\n")
 
 
+def test_retry_before_the_first_send_says_there_is_nothing_to_retry(tmp_path: Path, repo: Path) -> None:
+    """digest retry with nothing sent yet exits as status and history do then (0) and says why."""
+    cfg = str(_newsletter(tmp_path, repo))
+    code, _, err = run("--config", cfg, "retry", "--yes")
+    assert (code, run("--config", cfg, "status")[0]) == (0, 0)
+    assert err.startswith("Nothing to do: ") and "nothing to retry" in err and "Error" not in err
+
+
 def test_retry_of_an_edition_that_does_not_exist_names_it_and_the_known_ones(tmp_path: Path, repo: Path) -> None:
     """digest retry <typo> says 'unknown edition <typo>' and lists the editions sent."""
     cfg = str(_newsletter(tmp_path, repo))

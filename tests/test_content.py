@@ -11,8 +11,8 @@ import pytest
 from digest.config import Settings
 from digest.content import load_content
 from digest.errors import ContentError
+from digest.markup import markdown_html, markdown_text
 from digest.models import LoadResult
-from digest.readers import markdown_html, markdown_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "content"

@@ -26,7 +26,8 @@ from digest.checks import check_message
 from digest.cli import main
 from digest.config import load_settings
 from digest.testing.sendgrid_emulator import SendGridEmulator
-from digest.unsubscribe import make_app, make_wsgi_server, verify_token
+from digest.unsubscribe import make_app, make_wsgi_server
+from digest.unsubscribe_tokens import verify_token
 
 SECRET = "e2e-unsubscribe-secret-0123456789abcdef"
 MEMBERS = [("ada@example.org", "Ada Lovelace"), ("grace@example.org", "Grace Hopper"), ("alan@example.org", "")]

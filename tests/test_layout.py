@@ -145,3 +145,16 @@ def test_the_package_says_it_is_typed() -> None:
     """py.typed ships with the package, so mypy checks code that imports digest against its annotations."""
     assert (PACKAGE / "py.typed").is_file()
     assert "py.typed" in _pyproject()["tool"]["setuptools"]["package-data"]["digest"]
+
+
+def test_the_architecture_map_names_every_module_and_only_real_ones() -> None:
+    """docs/ARCHITECTURE.md names each module of the package, and every module it names exists."""
+    import re
+
+    text = (PACKAGE.parent.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([\w/]+\.py)`", text))
+    files = [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent == PACKAGE]
+    missing = sorted(str(p.relative_to(PACKAGE)) for p in files if not {p.name, str(p.relative_to(PACKAGE))} & named)
+    assert missing == []
+    real = {p.name for p in PACKAGE.rglob("*.py")} | {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")}
+    assert sorted(n for n in named if n not in real and not n.startswith("tests/")) == []

@@ -74,7 +74,7 @@ def test_the_sample_token_from_the_cache_is_the_one_make_token_makes(
 ) -> None:
     """The sample token is kept per list in the cache folder and equals a fresh make_token, with caches on or off."""
     from digest.personalize import _SAMPLE_SECRET, SAMPLE_EMAIL
-    from digest.unsubscribe import make_token, verify_token
+    from digest.unsubscribe_tokens import make_token, verify_token
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     settings = factories.make_settings(slug="river-city")

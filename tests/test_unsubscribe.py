@@ -22,27 +22,25 @@ import pytest
 from _factories import make_settings
 
 from digest.config import Settings
-from digest.errors import ConfigError
+from digest.errors import BadToken, ConfigError
 from digest.recipients import load_suppressions
-from digest.unsubscribe import (
-    OLD_SECRETS_VAR,
+from digest.suppressions import add_to_file
+from digest.unsubscribe import app_from_env, make_app, make_wsgi_server, server_url
+from digest.unsubscribe_links import (
     ONE_CLICK,
-    SECRET_VAR,
-    BadToken,
     Unsubscriber,
-    add_suppression,
-    app_from_env,
     format_unsubscribe_url,
     list_unsubscribe_headers,
     mailto_uri,
-    make_app,
-    make_token,
-    make_wsgi_server,
-    old_secrets_from_env,
     recipient_unsubscribe,
-    secret_from_env,
-    server_url,
     unsubscribe_url,
+)
+from digest.unsubscribe_tokens import (
+    OLD_SECRETS_VAR,
+    SECRET_VAR,
+    make_token,
+    old_secrets_from_env,
+    secret_from_env,
     verify_token,
 )
 
@@ -314,8 +312,8 @@ def test_unsubscriber_refuses_a_bad_template_or_mailto_before_any_recipient() ->
 def test_add_suppression_creates_the_file_and_is_idempotent(tmp_path: Path) -> None:
     """The first add writes a header and the address; a second add in another case writes nothing."""
     path = tmp_path / "sub" / "suppressions.csv"
-    assert add_suppression(path, "Ann@Example.org") is True
-    assert add_suppression(path, "ann@example.ORG ") is False
+    assert add_to_file(path, "Ann@Example.org") is True
+    assert add_to_file(path, "ann@example.ORG ") is False
     assert path.read_text() == "email\nann@example.org\n"
     assert load_suppressions(path) == frozenset({"ann@example.org"})
 
@@ -324,7 +322,7 @@ def test_add_suppression_appends_to_a_hand_edited_file(tmp_path: Path) -> None:
     """A file without a final newline or header still gets one clean line per address."""
     path = tmp_path / "suppressions.csv"
     path.write_text("bob@example.org")
-    assert add_suppression(path, "ann@example.org") is True
+    assert add_to_file(path, "ann@example.org") is True
     assert path.read_text() == "bob@example.org\nann@example.org\n"
     assert load_suppressions(path) == frozenset({"bob@example.org", "ann@example.org"})
 
@@ -333,7 +331,7 @@ def test_concurrent_adds_write_each_address_once(tmp_path: Path) -> None:
     """Threads adding overlapping addresses leave each address exactly once."""
     path = tmp_path / "suppressions.csv"
     addresses = [f"user{n % 20}@example.org" for n in range(80)]
-    threads = [threading.Thread(target=add_suppression, args=(path, a)) for a in addresses]
+    threads = [threading.Thread(target=add_to_file, args=(path, a)) for a in addresses]
     for t in threads:
         t.start()
     for t in threads:
@@ -347,7 +345,7 @@ def test_add_suppression_refuses_non_addresses(tmp_path: Path) -> None:
     """Something that is not one address is never written."""
     for bad in ("", "nobody", "a@b.org,c@d.org", "a@b.org\nc@d.org"):
         with pytest.raises(ValueError):
-            add_suppression(tmp_path / "s.csv", bad)
+            add_to_file(tmp_path / "s.csv", bad)
     assert not (tmp_path / "s.csv").exists() or load_suppressions(tmp_path / "s.csv") == frozenset()
 
 

@@ -1,4 +1,4 @@
-"""Appearance: how an HTML email looks to its reader, for checks.py.
+"""Appearance: how an HTML email looks to its reader, for the checks (checks/).
 
 Styles as declared (tinycss2), colours in any CSS syntax, contrast (WCAG), what is hidden, and the runs
 of text each element holds with the font size, colours and weight that apply to them there.

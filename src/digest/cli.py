@@ -34,7 +34,7 @@ class DigestGroup(click.Group):
             return super().invoke(ctx)
         except DigestError as exc:
             code = exc.exit_code
-            label = "Nothing to do" if code == 3 else "Error"
+            label = "Nothing to do" if code in (0, 3) else "Error"
             click.echo(f"{label}: {exc}", err=True)
             ctx.exit(code)
         except KeyboardInterrupt:
@@ -724,7 +724,8 @@ def unsubscribe_server(ctx: click.Context, /, host: str, port: int) -> None:
     Example:
       DIGEST_UNSUBSCRIBE_SECRET=... digest unsubscribe-server --port 8025
     """
-    from .unsubscribe import make_app, old_secrets_from_env, secret_from_env, serve
+    from .unsubscribe import make_app, serve
+    from .unsubscribe_tokens import old_secrets_from_env, secret_from_env
     from .webhook import KEY_VAR, PATH, key_from_env
 
     settings = _settings(ctx)

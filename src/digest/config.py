@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .deliver import BACKENDS
+from .environment import warn_misspelt
 from .errors import ConfigError
 
 CONFIG_NAME = "digest.toml"
@@ -381,6 +382,7 @@ def load_settings(
             raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
         settings = _apply(settings, data, str(path))
     env_values = _from_env(env)
+    warn_misspelt(env, _from_env, settings, SECRET_ENV)
     if env_values:
         settings = _apply(settings, env_values, "environment (DIGEST_*)")
     if overrides:

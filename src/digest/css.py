@@ -1,4 +1,4 @@
-"""CSS in an email's HTML: where its <style> blocks are (inline.py, build.py and checks.py read them)."""
+"""CSS in an email's HTML: where its <style> blocks are (inline.py, build.py and checks/ read them)."""
 
 from __future__ import annotations
 

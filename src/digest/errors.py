@@ -97,6 +97,12 @@ class NothingSentYet(LedgerError):
     """No edition of this newsletter was sent yet: `digest status` and `history` say so alike and exit 0."""
 
 
+class NothingToRetry(NothingSentYet):
+    """`digest retry` before the first send: nothing to do, so it exits 0 like `status` and `history` then."""
+
+    exit_code = 0
+
+
 class NoLedger(NothingSentYet):
     """The ledger file does not exist yet: nothing has been sent with this configuration."""
 
@@ -107,6 +113,10 @@ class EventsError(DigestError):
 
 class WebhookKeyError(ConfigError):
     """DIGEST_SENDGRID_WEBHOOK_KEY is missing or is not a SendGrid verification key."""
+
+
+class BadToken(DigestError):
+    """An unsubscribe token is malformed, tampered with, or signed with another secret."""
 
 
 class SuppressionError(DigestError):

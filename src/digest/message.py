@@ -317,7 +317,7 @@ class MessageTemplate:
 def sample_message(build: Build, settings: Settings) -> bytes:
     """email.eml: the list message the preview's sample recipient gets from `build`, written as a send writes
     it (the shared view URL filled in first, then the personal values), so only Message-ID and Date differ."""
-    from .unsubscribe import list_unsubscribe_headers
+    from .unsubscribe_links import list_unsubscribe_headers
 
     values = sample_values(settings, build.edition)
     shared = with_shared_values(build, {"view_url": values.pop("view_url")})

@@ -83,7 +83,7 @@ def build_edition(settings: Settings, opts: SelectionOptions, out_dir: Path | No
         from .build import write_build
         from .preview import render_preview
         from .render import edition_id, prepare_templates, render
-        from .unsubscribe import list_unsubscribe_headers
+        from .unsubscribe_links import list_unsubscribe_headers
 
     prepare_templates(settings)
     chosen = choose(settings, opts, loaded=loading())
@@ -194,7 +194,7 @@ class SendHooks:
 def _secret_for(settings: Settings, backend: str, list_send: bool, notice: Callable[[str], None]) -> bytes:
     import secrets
 
-    from .unsubscribe import secret_from_env
+    from .unsubscribe_tokens import secret_from_env
 
     if list_send and backend != "outbox":
         return secret_from_env(required=True)
@@ -211,7 +211,7 @@ def _secret_for(settings: Settings, backend: str, list_send: bool, notice: Calla
 
 def _personalizer(settings: Settings, secret: bytes) -> Callable[[Any], Any]:
     from .deliver.base import Personal
-    from .unsubscribe import Unsubscriber
+    from .unsubscribe_links import Unsubscriber
 
     unsubscribe = Unsubscriber(settings, secret)  # checks the URL template and mailto once per run
 

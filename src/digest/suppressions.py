@@ -10,6 +10,8 @@ by deleting its line there.
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +31,8 @@ from .ledger.events import (
 from .ledger.events import suppression as ledger_entry
 from .ledger.events import suppressions as ledger_entries
 from .models import Recipient
+
+SUPPRESSION_HEADER = "email"  # first line of a new file, so it is also a one-column CSV
 
 if TYPE_CHECKING:
     from .recipients import RowProblem
@@ -138,3 +142,36 @@ def retry_list(ledger: Ledger, edition: str, skip: frozenset[str]) -> Iterator[R
         else Recipient(email=email, name=name)
         for email, name in rows
     )
+
+
+def add_to_file(path: Path, email: str) -> bool:
+    """Append `email` (case-folded) to the suppression file; False when it is already there.
+
+    One O_APPEND write of one line under an exclusive flock: concurrent unsubscribes (threads or
+    processes of a WSGI server) neither interleave nor duplicate. The file is read under the lock with
+    recipients.load_suppressions, the reader sends use, so "already there" means what a send means by
+    it; at a line per unsubscriber that read is cheap next to the rarity of unsubscribes.
+    """
+    address = normalize_email(email)
+    if not address or "@" not in address or any(c in address for c in ',\r\n"'):
+        raise ValueError(f"not an address to suppress: {email!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        from .recipients import load_suppressions
+
+        if address in load_suppressions(path):
+            return False
+        size = os.fstat(fd).st_size
+        last = os.pread(fd, 1, size - 1) if size else b""
+        line = address + "\n"
+        if not size:
+            line = SUPPRESSION_HEADER + "\n" + line
+        elif last != b"\n":
+            line = "\n" + line  # someone edited the file by hand and left no final newline
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)  # the 200 we answer promises the unsubscribe is recorded
+        return True
+    finally:
+        os.close(fd)  # also releases the lock

@@ -1,22 +1,4 @@
-"""Unsubscribe: opaque tokens, the RFC 8058 one-click WSGI endpoint, and the suppression file it appends to.
-
-A token names one recipient of one list, shows neither, and cannot be forged without DIGEST_UNSUBSCRIBE_SECRET:
-
-    token = base64url(AES-SIV(key, padded payload, associated data "digest-unsubscribe v2"))
-    key = HKDF-SHA256(secret, info "digest-unsubscribe v2 aes-siv"), 64 bytes (AES-256-SIV)
-    payload = normalised email + b"\n" + list id (UTF-8), NUL-padded to a multiple of 16 bytes
-
-AES-SIV is deterministic authenticated encryption: the same recipient always gets the same token (no nonce
-to store or repeat), any changed character fails authentication, and the URL reveals only the payload's
-length to 16 bytes. Tokens of the first format (v1: base64url(b"v1\n" + email + b"\n" + list id) "." a
-16-byte HMAC-SHA256, which showed the address to anyone who saw the URL) are still accepted: links already
-sent keep working. A token with a "." is v1, one without is v2.
-
-Tokens carry no expiry on purpose: CAN-SPAM wants the opt-out to keep working for at least 30 days after
-a send, and mail sits in inboxes for years. A token stays valid as long as the endpoint knows its secret.
-To rotate, sign new sends with a new DIGEST_UNSUBSCRIBE_SECRET and give the endpoint the old one in
-DIGEST_UNSUBSCRIBE_OLD_SECRETS: links already sent keep working (the endpoint logs each use of an old
-secret, so you can tell when to drop it). Only a leaked secret should be dropped at once.
+"""Unsubscribe: the RFC 8058 one-click WSGI endpoint (which also mounts SendGrid's Event Webhook) and its server.
 
 The endpoint (`make_app`) answers `POST <unsubscribe path>?token=...` at once with 200 and no redirect
 (RFC 8058), and shows a one-button page for GET, so link scanners that prefetch URLs cannot
@@ -25,372 +7,39 @@ unsubscribe anyone. Every page is tiny, self-contained and reveals nothing about
 
 from __future__ import annotations
 
-import base64
-import binascii
-import fcntl
-import functools
-import hashlib
-import hmac
 import html
-import ipaddress
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode
 
-from .addresses import normalize_email
 from .config import Settings, load_settings
-from .errors import ConfigError, DigestError
+from .errors import BadToken, ConfigError, DigestError
+from .unsubscribe_links import unsubscribe_path
+from .unsubscribe_tokens import (
+    MAKE_SECRET,
+    MIN_SECRET_BYTES,
+    OLD_SECRETS_VAR,
+    SECRET_VAR,
+    old_secrets_from_env,
+    secret_from_env,
+    verify_token,
+)
 from .webhook import PATH as WEBHOOK_PATH
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-# The server side (wsgiref, the email parser, the suppression reader) is imported where it is used:
-# every `digest build` imports this module for list_unsubscribe_headers, and those cost ~8 ms.
+# The server side (wsgiref, the email parser, the suppression file) is imported where it is used: a build
+# imports this module through pipeline.py.
 
 log = logging.getLogger(__name__)
 
-SECRET_VAR = "DIGEST_UNSUBSCRIBE_SECRET"
-OLD_SECRETS_VAR = "DIGEST_UNSUBSCRIBE_OLD_SECRETS"  # verified, never used to sign (rotation)
-MAKE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
-MIN_SECRET_BYTES = 16  # below 128 bits an offline guess of the key becomes thinkable
-MAC_BYTES = 16  # v1's 128-bit tag: forging one by chance is out of reach, and the token stays short
-_VERSION = b"v1"
-# Domain separation: the same secret must never produce a valid MAC for another purpose.
-_DOMAIN = b"digest-unsubscribe\x00"
-_V2_INFO = b"digest-unsubscribe v2 aes-siv"  # HKDF info: the v2 key serves this purpose only
-_V2_AD = [b"digest-unsubscribe v2"]
-_PAD = 16
-_B64 = re.compile(r"^[A-Za-z0-9_-]+$")
-_MAX_TOKEN = 1024
 _MAX_BODY = 64 * 1024  # a one-click body is 26 bytes; anything huge is not a mail client
-
-ONE_CLICK = "List-Unsubscribe=One-Click"
-SUPPRESSION_HEADER = "email"  # first line of a new file, so it is also a one-column CSV
-
-
-class BadToken(DigestError):
-    """An unsubscribe token is malformed, tampered with, or signed with another secret."""
-
-
-# --- tokens -------------------------------------------------------------------------------------
-
-
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def _b64(data: bytes) -> str:
-    # base64.urlsafe_b64encode, minus two Python-level calls: this runs twice per recipient of a send.
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    if not _B64.match(text):
-        raise ValueError("not base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    # base64 has several spellings of the same bytes (the unused low bits of the last character);
-    # insisting on the canonical one means any changed character is a different, rejected token.
-    if _b64(data) != text:
-        raise ValueError("not canonical base64url")
-    return data
-
-
-def _mac(payload: bytes, secret: bytes) -> bytes:
-    return hmac.new(secret, _DOMAIN + payload, hashlib.sha256).digest()[:MAC_BYTES]
-
-
-@functools.lru_cache(maxsize=16)
-def _cipher(secret: bytes) -> Any:
-    """The AES-SIV cipher keyed from `secret` (HKDF); cached, as the endpoint tries each secret per request."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    return AESSIV(HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=_V2_INFO).derive(secret))
-
-
-def _check_address(email: str) -> str:
-    address = normalize_email(email)
-    if not address or "@" not in address or any(c in address for c in "\n\r\x00"):
-        raise ValueError(f"cannot make an unsubscribe token for {email!r}: not an email address")
-    return address
-
-
-def make_token(email: str, list_id: str, secret: bytes) -> str:
-    """An opaque, unforgeable token naming `email` on list `list_id`."""
-    address = _check_address(email)
-    if not list_id or "\n" in list_id or "\x00" in list_id:
-        raise ValueError(f"cannot make an unsubscribe token for list {list_id!r}")
-    if not secret:
-        raise ValueError("cannot make an unsubscribe token with an empty secret")
-    payload = address.encode("utf-8") + b"\n" + list_id.encode("utf-8")
-    return _b64(_cipher(secret).encrypt(payload + b"\x00" * (-len(payload) % _PAD), _V2_AD))
-
-
-def verify_token(token: str, secret: bytes) -> tuple[str, str]:
-    """Return (email, list_id) from a token made with `secret` (either format); raise BadToken on any change."""
-    invalid = BadToken("this unsubscribe link is not valid; use the link from a recent email")
-    if not token or len(token) > _MAX_TOKEN or not secret:
-        raise invalid
-    if "." in token:
-        return _verify_v1(token, secret)
-    from cryptography.exceptions import InvalidTag
-
-    try:
-        plain = _cipher(secret).decrypt(_unb64(token), _V2_AD)
-    except (ValueError, binascii.Error, InvalidTag):
-        raise invalid from None
-    parts = plain.rstrip(b"\x00").split(b"\n")
-    if len(parts) != 2:
-        raise invalid  # made with our key but of a layout this version does not know
-    try:
-        return parts[0].decode("utf-8"), parts[1].decode("utf-8")
-    except UnicodeDecodeError:
-        raise invalid from None
-
-
-def _verify_v1(token: str, secret: bytes) -> tuple[str, str]:
-    """The first format (see the module docstring): accepted, never made."""
-    invalid = BadToken("this unsubscribe link is not valid; use the link from a recent email")
-    if token.count(".") != 1:
-        raise invalid
-    head, tail = token.split(".")
-    try:
-        payload, mac = _unb64(head), _unb64(tail)
-    except (ValueError, binascii.Error):
-        raise invalid from None
-    if not hmac.compare_digest(mac, _mac(payload, secret)):
-        raise invalid
-    parts = payload.split(b"\n")
-    if len(parts) != 3 or parts[0] != _VERSION:
-        raise invalid  # signed by us but of a layout this version does not know
-    try:
-        return parts[1].decode("utf-8"), parts[2].decode("utf-8")
-    except UnicodeDecodeError:
-        raise invalid from None
-
-
-@overload
-def secret_from_env(env: Mapping[str, str] = ..., *, required: Literal[True]) -> bytes: ...
-
-
-@overload
-def secret_from_env(env: Mapping[str, str] = ..., *, required: bool) -> bytes | None: ...
-
-
-def secret_from_env(env: Mapping[str, str] = os.environ, *, required: bool) -> bytes | None:
-    """DIGEST_UNSUBSCRIBE_SECRET as bytes; None when unset and not `required` (previews, test sends)."""
-    value = env.get(SECRET_VAR, "").strip()
-    if not value:
-        if required:
-            raise ConfigError(
-                f"environment: {SECRET_VAR} is not set; real list sends sign every unsubscribe link with it. "
-                f"Make one with `{MAKE_SECRET}`, keep it safe and export it (the same value on the unsubscribe server)"
-            )
-        return None
-    secret = value.encode("utf-8")
-    if len(secret) < MIN_SECRET_BYTES:
-        raise ConfigError(
-            f"environment: {SECRET_VAR} is too short ({len(secret)} bytes, at least {MIN_SECRET_BYTES}); "
-            f"make a new one with `{MAKE_SECRET}`"
-        )
-    return secret
-
-
-def old_secrets_from_env(env: Mapping[str, str] = os.environ) -> tuple[bytes, ...]:
-    """DIGEST_UNSUBSCRIBE_OLD_SECRETS: earlier secrets the endpoint still accepts, separated by commas or
-    spaces (the values `secrets.token_urlsafe` makes contain neither); () when unset."""
-    raw = env.get(OLD_SECRETS_VAR, "")
-    secrets = [part.encode("utf-8") for part in re.split(r"[\s,]+", raw) if part]
-    for position, secret in enumerate(secrets, 1):
-        if len(secret) < MIN_SECRET_BYTES:
-            raise ConfigError(
-                f"environment: secret number {position} in {OLD_SECRETS_VAR} is too short ({len(secret)} bytes, "
-                f"at least {MIN_SECRET_BYTES}); list the earlier values of {SECRET_VAR} there, separated by commas"
-            )
-    return tuple(secrets)
-
-
-# --- URLs and headers ---------------------------------------------------------------------------
-
-
-def unsubscribe_url(settings: Settings, email: str, secret: bytes, *, list_id: str | None = None) -> str:
-    """The recipient's unsubscribe URL from the settings template ({base_url}, {token}, optional {email})."""
-    token = make_token(email, list_id or settings.slug, secret)
-    return format_unsubscribe_url(settings, token=token, email=normalize_email(email))
-
-
-def format_unsubscribe_url(settings: Settings, *, token: str, email: str = "") -> str:
-    """Fill settings.unsubscribe_url; a wrong template is a config error naming the key."""
-    try:
-        return settings.unsubscribe_url.format(
-            base_url=settings.base_url.rstrip("/"), token=token, email=quote(email, safe="@")
-        )
-    except (KeyError, IndexError, ValueError) as exc:
-        where = settings.config_file or "settings"
-        raise ConfigError(
-            f"{where}: 'unsubscribe_url' cannot be filled ({exc!r}); use only {{base_url}}, {{token}} and {{email}}, "
-            'e.g. "{base_url}/unsubscribe?token={token}"'
-        ) from None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def require_https(url: str, *, allow_loopback: bool = True) -> str:
-    """Check the one-click URL: RFC 8058 demands https. http is accepted only for a loopback host
-    (127.0.0.1, ::1, localhost) when `allow_loopback`, so a local test server can be used; such a URL
-    reaches nobody, and `digest check` (row 4) still fails it before any list send."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if allow_loopback and parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return url
-    raise ConfigError(
-        f"settings: the unsubscribe URL {parts.scheme or '(no scheme)'}://{parts.hostname or ''}... is not https; "
-        "RFC 8058 one-click needs an https URL: set base_url (or unsubscribe_url) in digest.toml to https://..."
-    )
-
-
-def mailto_uri(mailto: str) -> str:
-    """`unsubscribe@x.org` or `mailto:unsubscribe@x.org` -> `mailto:unsubscribe@x.org?subject=unsubscribe`."""
-    address = mailto.strip()
-    if not address:
-        return ""
-    if not address.lower().startswith("mailto:"):
-        address = "mailto:" + address
-    if "@" not in address or any(c in address for c in "<>, \r\n"):
-        raise ConfigError(
-            f"settings: 'unsubscribe_mailto' {mailto!r} is not an email address; fix it or leave it empty"
-        )
-    return address if "?" in address else address + "?subject=unsubscribe"
-
-
-def list_unsubscribe_headers(url: str, mailto: str = "", *, allow_loopback: bool = True) -> dict[str, str]:
-    """RFC 2369 + RFC 8058 headers: exactly one https URI (first, the one-click target) and an optional mailto."""
-    require_https(url, allow_loopback=allow_loopback)
-    if any(c in url for c in "<> \r\n"):
-        raise ConfigError("settings: the unsubscribe URL contains '<', '>' or a space; fix 'unsubscribe_url'")
-    uris = [f"<{url}>"]
-    if mailto:
-        uris.append(f"<{mailto_uri(mailto)}>")
-    return {"List-Unsubscribe": ", ".join(uris), "List-Unsubscribe-Post": ONE_CLICK}
-
-
-def recipient_unsubscribe(settings: Settings, email: str, secret: bytes) -> tuple[str, dict[str, str]]:
-    """Everything delivery needs for one recipient: the URL for the body and the two headers."""
-    url = unsubscribe_url(settings, email, secret)
-    return url, list_unsubscribe_headers(url, settings.unsubscribe_mailto)
-
-
-class Unsubscriber:
-    """`recipient_unsubscribe` for a whole send: the same URL and headers, with the per-run work done once.
-
-    At 100,000 recipients the per-recipient cost matters (issue 4). What does not depend on the
-    recipient is done here, once: the URL template is checked (https, no '<', '>' or spaces) and gets
-    its base_url filled in, the mailto URI is built, and the cipher is keyed. Per recipient only the
-    token is encrypted (one AES-SIV call) and put into the URL. Checking one probe URL stands for
-    all of them: a token is base64url, an {email} is percent-quoted, so neither can add a scheme, a
-    '<' or a space, and a template with a placeholder where the scheme goes fails the probe.
-    """
-
-    def __init__(self, settings: Settings, secret: bytes, *, list_id: str | None = None):
-        list_name = list_id or settings.slug
-        make_token("probe@example.org", list_name, secret)  # the same refusals as make_token, once
-        probe = format_unsubscribe_url(settings, token="TOKEN", email="probe@example.org")
-        self._tail = list_unsubscribe_headers(probe, settings.unsubscribe_mailto)["List-Unsubscribe"][len(probe) + 2 :]
-        self._list = b"\n" + list_name.encode("utf-8")
-        self._encrypt = functools.partial(_cipher(secret).encrypt, associated_data=_V2_AD)
-        self._settings = settings
-        self._template = _positional_template(settings)
-
-    def __call__(self, email: str) -> tuple[str, dict[str, str]]:
-        address = _check_address(email)
-        payload = address.encode("utf-8") + self._list
-        token = _b64(self._encrypt(payload + b"\x00" * (-len(payload) % _PAD)))
-        if self._template is None:
-            url = format_unsubscribe_url(self._settings, token=token, email=address)
-        else:
-            template, with_email = self._template
-            url = template.format(token, quote(address, safe="@") if with_email else "")
-        return url, {"List-Unsubscribe": f"<{url}>{self._tail}", "List-Unsubscribe-Post": ONE_CLICK}
-
-
-def _positional_template(settings: Settings) -> tuple[str, bool] | None:
-    """settings.unsubscribe_url with {base_url} filled in and {token}, {email} turned into {0}, {1}
-    (literal braces stay doubled), and whether it uses {email}; None for a template with a format spec
-    or conversion, which str.format then fills per recipient. Only called after format_unsubscribe_url
-    accepted the template, so every field is one of the three."""
-    import string
-
-    def escaped(text: str) -> str:
-        return text.replace("{", "{{").replace("}", "}}")
-
-    out: list[str] = []
-    with_email = False
-    for literal, field, spec, conversion in string.Formatter().parse(settings.unsubscribe_url):
-        out.append(escaped(literal))
-        if field is None:
-            continue
-        if spec or conversion:
-            return None
-        if field == "base_url":
-            out.append(escaped(settings.base_url.rstrip("/")))
-        else:
-            with_email = with_email or field == "email"
-            out.append("{0}" if field == "token" else "{1}")
-    return "".join(out), with_email
-
-
-# --- suppression file ---------------------------------------------------------------------------
-
-
-def add_suppression(path: Path, email: str) -> bool:
-    """Append `email` (case-folded) to the suppression file; False when it is already there.
-
-    One O_APPEND write of one line under an exclusive flock: concurrent unsubscribes (threads or
-    processes of a WSGI server) neither interleave nor duplicate. The file is read under the lock with
-    recipients.load_suppressions, the reader sends use, so "already there" means what a send means by
-    it; at a line per unsubscriber that read is cheap next to the rarity of unsubscribes.
-    """
-    address = normalize_email(email)
-    if not address or "@" not in address or any(c in address for c in ',\r\n"'):
-        raise ValueError(f"not an address to suppress: {email!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        from .recipients import load_suppressions
-
-        if address in load_suppressions(path):
-            return False
-        size = os.fstat(fd).st_size
-        last = os.pread(fd, 1, size - 1) if size else b""
-        line = address + "\n"
-        if not size:
-            line = SUPPRESSION_HEADER + "\n" + line
-        elif last != b"\n":
-            line = "\n" + line  # someone edited the file by hand and left no final newline
-        os.write(fd, line.encode("utf-8"))
-        os.fsync(fd)  # the 200 we answer promises the unsubscribe is recorded
-        return True
-    finally:
-        os.close(fd)  # also releases the lock
-
-
-# --- WSGI app -----------------------------------------------------------------------------------
 
 _PAGE = """<!doctype html>
 <html lang="{lang}" dir="{dir}">
@@ -422,19 +71,6 @@ def _page(settings: Settings, title: str, body: str) -> bytes:
         title=html.escape(title),
         body=body,
     ).encode("utf-8")
-
-
-def unsubscribe_path(settings: Settings) -> str:
-    """The path of the unsubscribe URL ("/unsubscribe" by default), checking the token rides in `?token=`."""
-    probe = format_unsubscribe_url(settings, token="TOKEN", email="probe@example.org")
-    parts = urlsplit(probe)
-    if parse_qs(parts.query).get("token") != ["TOKEN"]:
-        where = settings.config_file or "settings"
-        raise ConfigError(
-            f"{where}: 'unsubscribe_url' must carry the token as a query parameter for the built-in server, "
-            'e.g. "{base_url}/unsubscribe?token={token}"'
-        )
-    return parts.path or "/"
 
 
 def make_app(
@@ -511,8 +147,10 @@ def make_app(
                 f'<p><button type="submit">Unsubscribe</button></p></form>',
             )
             return respond(start_response, "200 OK", body, method)
+        from .suppressions import add_to_file
+
         try:
-            added = add_suppression(suppression_path, address)
+            added = add_to_file(suppression_path, address)
         except (OSError, ValueError, DigestError):
             log.exception("unsubscribe: could not record an unsubscribe in %s", suppression_path)
             body = _page(settings, "Please try again", "<p>We could not record your request. Try again later.</p>")

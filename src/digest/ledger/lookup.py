@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import LedgerError, NoLedger, NothingSentYet
+from ..errors import LedgerError, NoLedger, NothingSentYet, NothingToRetry
 from .store import Ledger
 from .views import EditionStatus, EditionSummary
 
@@ -24,8 +24,12 @@ def history(path: Path, newsletter: str) -> list[EditionSummary]:
 
 def latest_edition(path: Path, newsletter: str) -> str:
     """The newest edition of `newsletter`; LedgerError when none was sent yet."""
-    with Ledger.open_existing(path) as ledger:
-        return _latest(ledger, path, newsletter)
+    try:
+        with Ledger.open_existing(path) as ledger:
+            return _latest(ledger, path, newsletter)
+    except NothingSentYet:  # only digest retry asks, and before the first send there is nothing to retry
+        message = f"{path}: no edition of {newsletter} has been sent yet, so there is nothing to retry"
+        raise NothingToRetry(message) from None
 
 
 def status(path: Path, newsletter: str, edition: str | None = None) -> EditionStatus:
