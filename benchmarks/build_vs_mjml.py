@@ -1,11 +1,14 @@
 """Whole-process `digest build` of the 47 shipped items against the official MJML 5 CLI compiling
 the same email.mjml, side by side in one run, plus where digest's time goes.
 
-    .venv/bin/python benchmarks/build_vs_mjml.py [--rounds 11] [--mjml PATH] [--also SCRIPT]
+    .venv/bin/python benchmarks/build_vs_mjml.py [--rounds 11] [--mjml PATH] [--also SCRIPT] [--base DIR]
 
 Run it with the interpreter of the installation to measure: the README's commands install digest into
 .venv, so `.venv/bin/python` times `.venv/bin/digest`. `--also /other/bin/digest` times a second
 installation in the same rounds (for example one whose interpreter loads slow site hooks).
+`--base DIR` times another checkout of digest (say an older commit, `git archive REV | tar -x -C DIR`,
+with its own `DIR/.venv`) building its own folder (`DIR/digest.toml`, templates, content), warm, cold
+and first, in the same rounds: the way to tell a regression from the host's load.
 Before timing, digest's own modules are byte-compiled (`compileall`), as `pip install` does for a
 regular install; an editable install compiles them on first import, except where
 PYTHONDONTWRITEBYTECODE is set (it is on the machine BENCHMARKS.md was measured on), and then every
@@ -23,6 +26,7 @@ import argparse
 import compileall
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -51,10 +55,31 @@ def digest_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "digest"]
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
-    started = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - started
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> tuple[float, float]:
+    """Wall time and CPU time (user+sys of the process and the children it waited for)."""
+    cpu, started = _children_cpu(), time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - started, _children_cpu() - cpu
+
+
+def line(label: str, runs: list[tuple[float, float]], mjml: float) -> str:
+    walls = [wall for wall, _ in runs]
+    a, cpu = statistics.median(walls), statistics.median(c for _, c in runs)
+    return (
+        f"digest build, whole process, {label}: median {a * 1000:.0f} ms "
+        f"(min {min(walls) * 1000:.0f}, max {max(walls) * 1000:.0f}), CPU {cpu * 1000:.0f} ms; "
+        f"ratio to mjml {a / mjml:.2f} (goal < 0.50)"
+    )
+
+
+def per_round(ours: list[tuple[float, float]], base: list[tuple[float, float]], which: int) -> str:
+    ratios = sorted(a[which] / b[which] for a, b in zip(ours, base, strict=True))
+    return f"{statistics.median(ratios):.2f} (min {ratios[0]:.2f}, max {ratios[-1]:.2f})"
 
 
 PHASES = r"""
@@ -148,6 +173,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--mjml", help="path to the official mjml CLI")
     parser.add_argument("--also", help="another installed digest console script, timed in the same rounds (warm)")
+    parser.add_argument("--base", type=Path, help="another checkout with its own .venv, building its own folder")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip where the time goes")
     args = parser.parse_args()
     mjml = find_mjml(args.mjml)
     compileall.compile_dir(str(REPO / "src" / "digest"), quiet=1)
@@ -163,44 +190,54 @@ def main() -> None:
     # Cold: caches off (DIGEST_NO_CACHE=1). First: caches on but empty (a new XDG_CACHE_HOME each
     # round), as on a machine that never ran digest: cold plus writing the caches.
     cold_env = {**os.environ, "DIGEST_NO_CACHE": "1"}
-    warm, cold, first, theirs, also = [], [], [], [], []
+    kinds = ("warm caches", "cold, DIGEST_NO_CACHE=1", "first, an empty cache folder")
+    trees = [("", REPO, build_cmd)]
+    if args.base:
+        base = args.base.resolve()
+        compileall.compile_dir(str(base / "src" / "digest"), quiet=1)
+        base_cmd = [str(base / ".venv/bin/digest"), "build", *WINDOW, "--out", str(work / "build-base")]
+        print(f"base: {base_cmd[0]}, building {base / 'digest.toml'}")
+        timed(base_cmd, cwd=base)
+        trees.append((f"base {base}, ", base, base_cmd))
+    times: dict[str, list[tuple[float, float]]] = {}
+    theirs: list[tuple[float, float]] = []
     if also_cmd:
         timed(also_cmd)
     for n in range(args.rounds):
-        runs: list[tuple[list[float], list[str], dict[str, str] | None]] = [
-            (warm, build_cmd, None),
-            (theirs, mjml_cmd, None),
-            (cold, build_cmd, cold_env),
-            (first, build_cmd, {**os.environ, "XDG_CACHE_HOME": str(work / f"empty-cache-{n}")}),
+        runs: list[tuple[list[tuple[float, float]], list[str], dict[str, str] | None, Path]] = [
+            (theirs, mjml_cmd, None, REPO)
         ]
+        for prefix, cwd, cmd in trees:
+            first_env = {**os.environ, "XDG_CACHE_HOME": str(work / f"empty-cache-{len(runs)}-{n}")}
+            for kind, env in zip(kinds, (None, cold_env, first_env), strict=True):
+                runs.append((times.setdefault(prefix + kind, []), cmd, env, cwd))
         if also_cmd:
-            runs.append((also, also_cmd, None))
+            runs.append((times.setdefault(f"warm, {args.also}", []), also_cmd, None, REPO))
         # The order rotates every round: a command timed right after another one (mjml's Node process,
         # say) can run slower or faster for it, and every command should take every place equally often.
         shift = n % len(runs)
-        for times, cmd, env in runs[shift:] + runs[:shift]:
-            times.append(timed(cmd, env))
-    b = statistics.median(theirs)
+        for samples, cmd, env, cwd in runs[shift:] + runs[:shift]:
+            samples.append(timed(cmd, env, cwd))
+    b = statistics.median(wall for wall, _ in theirs)
     version = subprocess.run([mjml, "--version"], capture_output=True, text=True).stdout.split()
     print(f"email.mjml: {source.stat().st_size:,} bytes; rounds: {args.rounds} (interleaved)")
     print(
         f"mjml CLI {' '.join(version[-1:])} compile only: median {b * 1000:.0f} ms "
-        f"(min {min(theirs) * 1000:.0f}, max {max(theirs) * 1000:.0f})"
+        f"(min {min(theirs)[0] * 1000:.0f}, max {max(theirs)[0] * 1000:.0f}), "
+        f"CPU {statistics.median(cpu for _, cpu in theirs) * 1000:.0f} ms"
     )
-    for label, runs in (
-        ("warm caches", warm),
-        ("cold, DIGEST_NO_CACHE=1", cold),
-        ("first, an empty cache folder", first),
-        (f"warm, {args.also}", also),
-    ):
-        if not runs:
-            continue
-        a = statistics.median(runs)
-        print(
-            f"digest build, whole process, {label}: median {a * 1000:.0f} ms "
-            f"(min {min(runs) * 1000:.0f}, max {max(runs) * 1000:.0f}); ratio to mjml {a / b:.2f} (goal < 0.50)"
-        )
+    for label, samples in times.items():
+        print(line(label, samples, b))
+    if args.base:
+        for kind in kinds:
+            ours, base_runs = times[kind], times[f"{trees[1][0]}{kind}"]
+            print(
+                f"this tree / base, {kind}, per round: wall {per_round(ours, base_runs, 0)}; "
+                f"CPU {per_round(ours, base_runs, 1)}"
+            )
     for label, cold in (("cold: caches off, the content parsed in a child process", True), ("warm", False)):
+        if args.no_breakdown:
+            break
         print(f"\nwhere digest's time goes, {label} (median of fresh processes, in the order they run):")
         breakdown = phases(max(5, args.rounds // 2), cold)
         total = sum(breakdown.values())

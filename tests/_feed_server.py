@@ -1,12 +1,14 @@
 """A real HTTP server on 127.0.0.1 (a thread, an ephemeral port) serving the feed fixtures as websites do.
 
 Routes: /wordpress/feed/ and the other fixtures with ETag/Last-Modified/304 and gzip; redirect chains;
-a slow answer; 404/500; 503 with Retry-After once; an oversized body. `requests` records what came in;
+a slow answer; 404/500; /private/... behind HTTP Basic auth (reader / s3cret-feed-pw); 503 with
+Retry-After once; an oversized body. `requests` records what came in;
 `files` can be changed by a test to play an updated feed.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import http.server
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
+PRIVATE = b"reader:s3cret-feed-pw"
 LAST_MODIFIED = "Wed, 01 Apr 2020 03:00:00 GMT"
 ROUTES = {
     "/wordpress/feed/": ("wordpress.rss", "application/rss+xml; charset=UTF-8"),
@@ -66,6 +69,10 @@ class FeedServer:
         if path == "/slow":
             time.sleep(3)
             return self.send(handler, 200, b"", "text/plain")
+        if path.startswith("/private/"):
+            if handler.headers.get("Authorization") != "Basic " + base64.b64encode(PRIVATE).decode():
+                return self.send(handler, 401, b"", "text/plain", {"WWW-Authenticate": 'Basic realm="feeds"'})
+            path = handler.path = path.removeprefix("/private")
         if path == "/missing":
             return self.send(handler, 404, b"<html>Not found</html>", "text/html")
         if path == "/error":

@@ -87,7 +87,9 @@ def test_a_block_does_not_suppress_but_a_complaint_does() -> None:
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("[{", "not a JSON array"),
+        ("[{", "events.json:1: not a JSON array"),
+        ('\n\n[\n{"event": "open", "email": "a@x.org"},\n{"email": oops}\n]', "events.json:5: not a JSON array"),
+        ('\ufeff{"event": "open", "email": "a@x.org"}\n{oops', "events.json:2: not a JSON object"),
         ('{"event": "open", "email": "a@x.org"}\n{oops', "events.json:2: not a JSON object"),
         ('[{"email": "a@x.org"}]', "has no 'event' field"),
         ('[{"event": "open", "email": "nobody"}]', "no valid 'email'"),

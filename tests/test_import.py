@@ -252,3 +252,42 @@ def test_entry_deleted_upstream_is_left_alone(server: FeedServer, folder: Path) 
     again = run("import", feed)
     assert "0 new, 0 updated, 1 unchanged" in again.output
     assert (folder / "content" / "2020-02-21-plain-text.md").exists()
+
+
+def test_password_in_feed_url_is_used_but_never_shown_or_stored(server: FeedServer, folder: Path) -> None:
+    """A feed URL with user:password@ logs in, and the password is in no message, --json, state or content file."""
+    secret = "s3cret-feed-pw"
+    url = server.url.replace("http://", f"http://reader:{secret}@") + "/private/atom.xml"
+    result = run("import", "--json", url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["new"] == 2
+    down = CliRunner().invoke(main, ["import", url.replace(server.url.split("//")[1], "127.0.0.1:9")])
+    assert down.exit_code == 1 and "cannot be reached (Connection refused)" in down.output
+    stored = [p.read_bytes() for p in folder.rglob("*") if p.is_file()]
+    assert all(secret.encode() not in data for data in stored)
+    assert secret not in result.output + down.output
+    assert "http://reader:***@127.0.0.1:9/private/atom.xml: FAILED" in down.output
+
+
+@pytest.mark.parametrize("state", ["a folder", "not a database"])
+def test_unusable_import_state_is_one_message(server: FeedServer, folder: Path, state: str) -> None:
+    """An import state that cannot be opened is named with the fix, exit 1, no traceback."""
+    path = folder / ".digest-import.sqlite3"
+    if state == "a folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"these are not the pages of a database" * 200)
+    result = CliRunner().invoke(main, ["import", server.url + "/atom.xml"])
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert f"Error: {path}: cannot open or write the import state" in result.stderr
+    assert "make the folder writable" in result.stderr
+
+
+def test_content_folder_that_cannot_be_made_is_one_message(server: FeedServer, folder: Path) -> None:
+    """A content_dir that cannot be created (a file is in the way) is named with the fix, exit 1, no traceback."""
+    (folder / "blocker").write_text("a file, not a folder\n", encoding="utf-8")
+    with (folder / "digest.toml").open("a", encoding="utf-8") as config:
+        config.write('content_dir = "blocker/content"\n')
+    result = CliRunner().invoke(main, ["import", server.url + "/atom.xml"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"Error: {folder / 'blocker' / 'content'}: cannot create the content folder" in result.stderr

@@ -92,12 +92,12 @@ def test_pipeline_functions_do_not_shadow_module_names() -> None:
 
 
 def test_backend_names_are_written_once() -> None:
-    """The list of backends is one tuple (config.BACKENDS), used by the config check, --backend and the registry."""
+    """The list of backends is one tuple (deliver.BACKENDS), used by the config check, --backend and the registry."""
     from digest.cli import delivery_options
-    from digest.config import BACKENDS
+    from digest.deliver import BACKENDS
 
-    spelled = [p for p in _modules().values() if '"outbox", "smtp", "sendgrid"' in p.read_text(encoding="utf-8")]
-    assert [p.name for p in spelled] == ["config.py"]
+    spelled = [n for n, p in _modules().items() if '"outbox", "smtp", "sendgrid"' in p.read_text(encoding="utf-8")]
+    assert spelled == ["digest.deliver"]
 
     @delivery_options
     def command() -> None: ...

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import _factories as factories
+import pytest
 
 from digest.personalize import (
     FIELDS,
@@ -64,3 +67,24 @@ def test_sample_values_use_the_edition_given_and_no_other() -> None:
         "/digest/mayors-innovation-2031-07"
     )
     assert "2020-01" not in sample_values(settings, "")["view_url"]
+
+
+def test_the_sample_token_from_the_cache_is_the_one_make_token_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample token is kept per list in the cache folder and equals a fresh make_token, with caches on or off."""
+    from digest.personalize import _SAMPLE_SECRET, SAMPLE_EMAIL
+    from digest.unsubscribe_tokens import make_token, verify_token
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    settings = factories.make_settings(slug="river-city")
+    made = sample_values(settings, "")["unsubscribe_url"]
+    assert list((tmp_path / "digest" / "sample-tokens").iterdir())
+    again = sample_values(settings, "")["unsubscribe_url"]
+    monkeypatch.setenv("DIGEST_NO_CACHE", "1")
+    uncached = sample_values(settings, "")["unsubscribe_url"]
+    token = make_token(SAMPLE_EMAIL, "river-city", _SAMPLE_SECRET)
+    assert made == again == uncached and token in made
+    assert verify_token(token, _SAMPLE_SECRET) == (SAMPLE_EMAIL, "river-city")
+    other = factories.make_settings(slug="lake-town")
+    assert make_token(SAMPLE_EMAIL, "lake-town", _SAMPLE_SECRET) in sample_values(other, "")["unsubscribe_url"]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .deliver.registry import BACKENDS
+from .deliver import BACKENDS
 from .errors import DigestError
 
 F = TypeVar("F", bound=Callable[..., Any])

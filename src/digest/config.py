@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .deliver import BACKENDS
 from .environment import warn_misspelt
 from .errors import ConfigError
 
 CONFIG_NAME = "digest.toml"
 MAX_IN_FLIGHT = 16  # [sendgrid] concurrency and [smtp] connections
-BACKENDS = ("outbox", "smtp", "sendgrid")  # deliver/registry.py maps each to its class
 SECRET_ENV = ("SENDGRID_API_KEY", "DIGEST_SMTP_PASSWORD", "DIGEST_UNSUBSCRIBE_SECRET")
 
 

@@ -145,6 +145,10 @@ class CheckFailed(DigestError):
     exit_code = 6
 
 
+class ImportWriteError(DigestError):
+    """`digest import` cannot create the content folder or write its state file: a read-only folder, a full disk."""
+
+
 class FeedError(DigestError):
     """One feed of `digest import` cannot be fetched or read; the other feeds are still imported."""
 

@@ -108,15 +108,18 @@ def parse_events(data: bytes | str, source: str = "the request body") -> list[Ev
     """Events from a webhook body or an export: a JSON array, or one JSON object per line.
 
     Raises EventsError naming `source` (and the line, for one-per-line files) and what is wrong."""
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.removeprefix("\ufeff")
     stripped = text.strip()
     if not stripped:
         return []
     if stripped.startswith("["):
         try:
-            value = json.loads(stripped)
-        except ValueError as exc:
-            raise EventsError(f"{source}: not a JSON array of events ({exc}); give the body SendGrid posts") from None
+            value = json.loads(text)  # the whole text, so the line numbers are the file's
+        except json.JSONDecodeError as exc:
+            raise EventsError(
+                f"{source}:{exc.lineno}: not a JSON array of events ({exc.msg} at column {exc.colno}); "
+                "give the body SendGrid posts"
+            ) from None
         return [_event(obj, f"{source}: event {n}") for n, obj in enumerate(value, 1)]
     return list(_lines(text, source))
 

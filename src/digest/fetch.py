@@ -10,6 +10,7 @@ import email.utils
 import gzip
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Callable
@@ -48,9 +49,34 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     max_redirections = MAX_REDIRECTS
 
 
-def _opener() -> urllib.request.OpenerDirector:
+def redact(source: str) -> str:
+    """`source` as it may be shown or stored: the password of a user:password@ URL replaced by ***."""
+    if not is_url(source):
+        return source
+    parts = urllib.parse.urlsplit(source)
+    if parts.password is None:
+        return source
+    return parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}").geturl()
+
+
+def _credentials(source: str) -> tuple[str, str, str] | None:
+    """(URL without user:password@, user, password), or None when the URL has no password."""
+    parts = urllib.parse.urlsplit(source)
+    if parts.password is None:
+        return None
+    url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return url, urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password)
+
+
+def _opener(login: tuple[str, str, str] | None) -> urllib.request.OpenerDirector:
     # build_opener adds ProxyHandler (environment proxies) and the HTTPS handler itself.
-    return urllib.request.build_opener(_Redirects())
+    handlers: list[urllib.request.BaseHandler] = [_Redirects()]
+    if login:
+        # Sent up front, and only to URLs under the feed's own: a redirect elsewhere does not get the password.
+        passwords = urllib.request.HTTPPasswordMgrWithPriorAuth()
+        passwords.add_password(None, login[0], login[1], login[2], is_authenticated=True)
+        handlers.append(urllib.request.HTTPBasicAuthHandler(passwords))
+    return urllib.request.build_opener(*handlers)
 
 
 def fetch(
@@ -62,18 +88,20 @@ def fetch(
     max_bytes: int = MAX_BYTES,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Fetched:
-    """Fetch `source` (an http(s) URL or a file path); raise FeedError naming it and the problem."""
+    """Fetch `source` (an http(s) URL or a file path); raise FeedError naming it (password hidden) and the problem."""
     if not is_url(source):
         return _read_file(source, max_bytes)
+    login = _credentials(source)
+    url, source = (login[0] if login else source), redact(source)
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip", "Accept": _ACCEPT}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    request = urllib.request.Request(source, headers=headers)
+    request = urllib.request.Request(url, headers=headers)
     for attempt in (1, 2):
         try:
-            with _opener().open(request, timeout=timeout) as response:
+            with _opener(login).open(request, timeout=timeout) as response:
                 body = _read_body(source, response, max_bytes)
                 return Fetched(
                     url=response.geturl(),

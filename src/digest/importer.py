@@ -14,7 +14,7 @@ import os
 import tempfile
 import zoneinfo
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
@@ -22,7 +22,7 @@ from . import fetch as fetching
 from .config import FeedSettings, Settings
 from .contentfile import Skipped, render
 from .entries import Entry, Feed
-from .errors import FeedError
+from .errors import FeedError, ImportWriteError
 from .importstate import STATE_NAME, ImportState, Written
 from .readers import DATE_PREFIX, read_file
 
@@ -95,12 +95,18 @@ def import_feeds(
     today = today or dt.datetime.now(zone).date()
     folder = settings.path(settings.content_dir)
     if not dry_run:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ImportWriteError(
+                f"{folder}: cannot create the content folder ({exc.strerror}); make the newsletter folder "
+                "writable (or set content_dir), then run the same import again"
+            ) from None
     reports = []
     with ImportState(state_path(settings), read_only=dry_run) as state:
         taken = _ids_in(folder)
         for rule in chosen:
-            report = FeedReport(source=rule.url)
+            report = FeedReport(source=fetching.redact(rule.url))
             try:
                 _import_one(settings, rule, state, report, taken, dry_run=dry_run, today=today, timeout=timeout)
             except FeedError as exc:
@@ -138,28 +144,29 @@ def _import_one(
 ) -> None:
     from . import feeds
 
-    etag, modified = state.validators(rule.url)
-    fetched = fetching.fetch(_location(settings, rule), etag, modified, timeout=timeout)
-    known = state.entries(rule.url)
+    # The password of a user:password@ URL is used to fetch, and kept out of reports, state and files.
+    shown = replace(rule, url=fetching.redact(rule.url))
+    fetched = fetching.fetch(_location(settings, rule), *state.validators(shown.url), timeout=timeout)
+    known = state.entries(shown.url)
     if fetched.not_modified:
         report.not_modified = True
         report.unchanged = len(known)
         return
     try:
         feed = feeds.parse(
-            rule.url, fetched.body, fetched.content_type, today=today, horizon_days=settings.upcoming_days
+            shown.url, fetched.body, fetched.content_type, today=today, horizon_days=settings.upcoming_days
         )
     except FeedError:
         raise
     except Exception as exc:  # a parser library failing on input it was not built for
-        raise FeedError(rule.url, f"cannot be read ({type(exc).__name__}: {exc}); is it really a feed?") from None
+        raise FeedError(shown.url, f"cannot be read ({type(exc).__name__}: {exc}); is it really a feed?") from None
     report.format = feed.format
-    written = _write_entries(settings, rule, feed, known, report, taken, dry_run=dry_run, today=today)
+    written = _write_entries(settings, shown, feed, known, report, taken, dry_run=dry_run, today=today)
     if written and not dry_run:
         # One flush of the feed's files to disk before the state records them (an fsync per file costs
         # more than the rest of the import).
         os.sync()
-    state.save_feed(rule.url, feed.format, fetched.etag, fetched.last_modified, written)
+    state.save_feed(shown.url, feed.format, fetched.etag, fetched.last_modified, written)
 
 
 def _write_entries(

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import ImportWriteError
 
 STATE_NAME = ".digest-import.sqlite3"
 _SCHEMA = """
@@ -50,14 +53,23 @@ class ImportState:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
-        if read_only:
-            uri = f"{path.resolve().as_uri()}?mode=ro" if path.exists() else "file::memory:"
-            self._db = sqlite3.connect(uri, uri=True)
-            if not path.exists():
+        try:
+            if read_only:
+                uri = f"{path.resolve().as_uri()}?mode=ro" if path.exists() else "file::memory:"
+                self._db = sqlite3.connect(uri, uri=True)
+                if not path.exists():
+                    self._db.executescript(_SCHEMA)
+            else:
+                self._db = sqlite3.connect(path)
                 self._db.executescript(_SCHEMA)
-        else:
-            self._db = sqlite3.connect(path)
-            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: sqlite3.Error) -> ImportWriteError:
+        return ImportWriteError(
+            f"{self.path}: cannot open or write the import state ({exc}); make the folder writable "
+            "(or check the disk), then run the same import again"
+        )
 
     def __enter__(self) -> ImportState:
         return self
@@ -86,6 +98,14 @@ class ImportState:
             return
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         rows = written.items()
+        try:
+            self._save(source, format, etag, last_modified, now, rows)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _save(
+        self, source: str, format: str, etag: str, last_modified: str, now: str, rows: Iterable[tuple[str, Written]]
+    ) -> None:
         with self._db:
             self._db.execute(
                 "INSERT INTO feeds (source, etag, last_modified, format, checked_at) VALUES (?, ?, ?, ?, ?) "

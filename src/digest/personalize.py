@@ -107,12 +107,33 @@ def sample_values(settings: Settings, edition: str) -> dict[str, str]:
     """The one sample recipient of previews, the sample .eml and the checks. As long as real values:
     the Gmail size budget is measured on these, not on the short tokens."""
     from .unsubscribe_links import format_unsubscribe_url
-    from .unsubscribe_tokens import make_token
 
-    token = make_token(SAMPLE_EMAIL, settings.slug, _SAMPLE_SECRET)
+    token = _sample_token(settings.slug)
     return {
         "name": SAMPLE_NAME,
         "email": SAMPLE_EMAIL,
         "unsubscribe_url": format_unsubscribe_url(settings, token=token, email=SAMPLE_EMAIL),
         "view_url": view_url(settings, edition),
     }
+
+
+def _sample_token(list_id: str) -> str:
+    """The sample recipient's real token, kept in the cache folder: making one loads the cipher library,
+    which a rebuild from the caches needs for nothing else. Keyed on the token code's own bytes."""
+    import hashlib
+
+    from . import unsubscribe_tokens
+    from .cache import cache_dir, load_pickle, store_pickle
+
+    base = cache_dir()
+    if base is None:
+        return unsubscribe_tokens.make_token(SAMPLE_EMAIL, list_id, _SAMPLE_SECRET)
+    with open(unsubscribe_tokens.__file__, "rb") as source:
+        shape = (source.read(), SAMPLE_EMAIL, list_id, _SAMPLE_SECRET)
+    path = base / "sample-tokens" / f"{hashlib.sha256(repr(shape).encode()).hexdigest()[:32]}.pickle"
+    cached = load_pickle(path)
+    if isinstance(cached, str):
+        return cached
+    token = unsubscribe_tokens.make_token(SAMPLE_EMAIL, list_id, _SAMPLE_SECRET)
+    store_pickle(path, token)
+    return token

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import BACKENDS, Settings
+from ..config import Settings
 from ..errors import ConfigError
+from . import BACKENDS
 from .base import Backend
 
 __all__ = ["BACKENDS", "make_backend"]
