@@ -334,7 +334,7 @@ from digest.ledger import Ledger
 from digest.lock import newsletter_lock
 from digest.personalize import view_url, with_shared_values
 from digest.recipients import read_recipients
-from digest.send import Tally, _valid
+from digest.sendplan import Tally, _valid
 from digest.unsubscribe_tokens import secret_from_env
 out = {"imports": time.perf_counter() - t0}
 config, build_dir, csv, ledger_path = map(Path, sys.argv[1:5])

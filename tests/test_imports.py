@@ -25,8 +25,20 @@ NOT_FOR_BUILD = (
     "urllib.request",
     "http.client",
 )
-# `digest --help` and `--version` need click and the command line's own module, nothing of the pipeline.
-STARTUP_MODULES = {"digest", "digest.__main__", "digest.cli", "digest.deliver", "digest.errors", "digest.startup"}
+# `digest --help` and `--version` need click and the command line's own modules, nothing of the pipeline.
+STARTUP_MODULES = {
+    "digest",
+    "digest.__main__",
+    "digest.cli",
+    "digest.cli_build",
+    "digest.cli_ledger",
+    "digest.cli_options",
+    "digest.cli_send",
+    "digest.cli_site",
+    "digest.deliver",
+    "digest.errors",
+    "digest.startup",
+}
 
 
 def _modules_after(argv: list[str], cwd: Path, env: dict[str, str]) -> set[str]:

@@ -314,16 +314,20 @@ class MessageTemplate:
         return message if self.linesep == b"\r\n" else message.replace(b"\r\n", self.linesep)
 
 
-def sample_message(build: Build, settings: Settings) -> bytes:
-    """email.eml: the list message the preview's sample recipient gets from `build`, written as a send writes
-    it (the shared view URL filled in first, then the personal values), so only Message-ID and Date differ."""
-    from .unsubscribe_links import list_unsubscribe_headers
+def sample_message(build: Build, settings: Settings, *, strict: bool = False) -> bytes:
+    """The list message the preview's sample recipient gets from `build` (email.eml, and what the checks read),
+    written as a send writes it (the shared view URL filled in first, then the personal values), so only
+    Message-ID and Date differ. `strict` (the checks): a loopback unsubscribe URL is refused as well, and a URL
+    the headers refuse is put in them anyway, so the one-click check can say what is wrong with it."""
+    from .unsubscribe_links import ONE_CLICK, list_unsubscribe_headers
 
     values = sample_values(settings, build.edition)
     shared = with_shared_values(build, {"view_url": values.pop("view_url")})
+    url = values["unsubscribe_url"]
     try:
-        headers = list_unsubscribe_headers(values["unsubscribe_url"], settings.unsubscribe_mailto)
+        headers = list_unsubscribe_headers(url, settings.unsubscribe_mailto, allow_loopback=not strict)
     except ConfigError:
-        headers = {}  # not https: the sample still builds, and `digest check` says what is wrong
+        # Not https: the sample still builds, and `digest check` says what is wrong.
+        headers = {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK} if strict else {}
     template = MessageTemplate.from_build(shared)
     return template.render(Recipient(SAMPLE_EMAIL, SAMPLE_NAME), values, headers, template.new_message_id())

@@ -200,16 +200,7 @@ def serve(
     """
     stop = stop or threading.Event()
     site = _Site(build)
-    try:
-        server = ThreadingHTTPServer((host, port), _handler(site))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ServeError(
-                f"{host}:{port}: the port is in use; stop the other server or pick another with --port"
-            ) from None
-        raise ServeError(f"{host}:{port}: cannot listen ({exc.strerror or exc}); use --port with a free port") from None
-    server.daemon_threads = True
-    listener = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="digest-http")
+    server = _listen(host, port, _handler(site))
     watcher: threading.Thread | None = None
     try:
         # Snapshot before the build: a save during the first build still triggers a rebuild.
@@ -221,9 +212,38 @@ def serve(
         watcher = threading.Thread(
             target=_watch, args=(site, watch, before, stop, interval, on_rebuild), name="digest-watch", daemon=True
         )
-        listener.daemon = True
-        listener.start()
         watcher.start()
+        _run(server, stop, on_ready)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C during the first build: the same normal end
+    finally:
+        stop.set()
+        server.server_close()
+        if watcher is not None and watcher.is_alive():
+            watcher.join(timeout=5)
+
+
+def _listen(host: str, port: int, handler: Callable[..., BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A server bound to host:port (not serving yet), or a ServeError that says how to free or pick a port."""
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"{host}:{port}: the port is in use; stop the other server or pick another with --port"
+            ) from None
+        raise ServeError(f"{host}:{port}: cannot listen ({exc.strerror or exc}); use --port with a free port") from None
+    server.daemon_threads = True
+    return server
+
+
+def _run(server: ThreadingHTTPServer, stop: threading.Event, on_ready: Callable[[str], None] | None) -> None:
+    """Serve on a daemon thread until `stop` is set or Ctrl-C, then close the server; `on_ready` gets the URL."""
+    listener = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="digest-http", daemon=True
+    )
+    try:
+        listener.start()
         bound_host, bound_port = server.server_address[:2]
         if on_ready:
             on_ready(f"http://{bound_host!s}:{bound_port}/")
@@ -236,8 +256,6 @@ def serve(
         if listener.is_alive():
             server.shutdown()  # waits for serve_forever to return; it would wait forever if never started
         server.server_close()
-        if watcher is not None and watcher.is_alive():
-            watcher.join(timeout=5)
 
 
 def _watch(
@@ -282,28 +300,5 @@ def serve_folder(
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
             log.debug("%s " + format, self.address_string(), *args)
 
-    stop = stop or threading.Event()
-    try:
-        server = ThreadingHTTPServer((host, port), functools.partial(Quiet, directory=str(folder)))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ServeError(
-                f"{host}:{port}: the port is in use; stop the other server or pick another with --port"
-            ) from None
-        raise ServeError(f"{host}:{port}: cannot listen ({exc.strerror or exc}); use --port with a free port") from None
-    server.daemon_threads = True
-    listener = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="digest-http")
-    listener.daemon = True
-    try:
-        listener.start()
-        bound_host, bound_port = server.server_address[:2]
-        if on_ready:
-            on_ready(f"http://{bound_host!s}:{bound_port}/")
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a user stops serving: a normal end, not an error
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
+    server = _listen(host, port, functools.partial(Quiet, directory=str(folder)))
+    _run(server, stop or threading.Event(), on_ready)

@@ -20,11 +20,9 @@ from pathlib import Path
 
 from ..build import read_build
 from ..config import Settings
-from ..errors import ConfigError
-from ..message import MessageTemplate
-from ..models import Build, Recipient
-from ..personalize import FIELDS, SAMPLE_EMAIL, SAMPLE_NAME, html_token, sample_values, text_token
-from ..unsubscribe_links import ONE_CLICK, list_unsubscribe_headers
+from ..message import sample_message
+from ..models import Build
+from ..personalize import FIELDS, html_token, text_token
 from .headers import check_message
 from .outcome import PLACEHOLDER, CheckResult, fail, failed, ok
 from .parts import check_html, check_text
@@ -41,28 +39,9 @@ __all__ = [
     "failed",
     "parse_spam_status",
     "run_checks",
-    "sample_list_message",
 ]
 
 CHECKS_VERSION = 1  # raise when a check changes what it finds: recorded results (checked.py) are then stale
-
-
-def _sample_headers(settings: Settings, url: str) -> dict[str, str]:
-    try:
-        return list_unsubscribe_headers(url, settings.unsubscribe_mailto, allow_loopback=False)
-    except ConfigError:
-        # Still build the message: the one-click check then says what is wrong with the URL.
-        return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK}
-
-
-def sample_list_message(build: Build, settings: Settings) -> bytes:
-    """The message a list recipient would get, made by delivery's own MessageTemplate: a long sample
-    name and address, a real-length unsubscribe URL, and the one-click headers."""
-    values = sample_values(settings, build.edition)
-    template = MessageTemplate.from_build(build)
-    recipient = Recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME)
-    headers = _sample_headers(settings, values["unsubscribe_url"])
-    return template.render(recipient, values, headers, template.new_message_id())
 
 
 def _decoded_parts(eml: bytes) -> tuple[str, str, int]:
@@ -108,7 +87,7 @@ def run_checks(build_folder: Path, settings: Settings, *, spamassassin: bool | N
 
 def check_build(build: Build, settings: Settings, *, spamassassin: bool | None = None) -> list[CheckResult]:
     """All offline checks over a build, run on the sample list message (what a subscriber gets)."""
-    eml = sample_list_message(build, settings)
+    eml = sample_message(build, settings, strict=True)
     html, text, wire = _decoded_parts(eml)
     results = [_check_tokens(build)]
     results += check_message(eml, settings, list_send=True)

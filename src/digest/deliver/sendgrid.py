@@ -1,6 +1,6 @@
 """SendGrid backend: one v3 mail/send request per batch of up to 1,000 recipients, personalised by substitutions.
 
-The payload is plain dicts (the sendgrid helper classes cost ~5x the CPU, ENGINES.md §4). The
+The payload is plain dicts (the sendgrid helper classes cost several times the CPU per recipient). The
 message-level part (from, subject, content, categories, asm, sandbox) is built once per edition;
 per batch only the personalizations are made: `to`, the placeholder substitutions and the
 per-recipient List-Unsubscribe headers.
