@@ -1,10 +1,11 @@
 """Recipients: a CSV streamed row by row into validated, de-duplicated `Recipient`s (bad rows reported, not fatal).
 
-Memory does not grow with the list except for the de-duplication index, which keeps an 8-byte
-BLAKE2b digest of each address (plus the 4-byte line it was on) in flat arrays at a load of 1/4 to
-1/2: 24-48 bytes per address. Measured at a million rows (benchmarks/prepare_1m.py): 24 MiB, 36 MiB
-while the last doubling copies, against 107 MB for a Python `set` of the address strings.
-Two different addresses share a 64-bit digest with probability ~n²/2⁶⁵ (3·10⁻⁸ at a million rows);
+Memory does not grow with the list except for the de-duplication index, which keeps a 64-bit hash
+of each address (Python's own string hash, SipHash keyed per process; plus the 4-byte line it was on)
+in flat arrays at a load of 1/4 to 1/2: 24-48 bytes per address. Measured at a million rows
+(benchmarks/prepare_1m.py): 24 MiB, 36 MiB while the last doubling copies, against 107 MB for a Python
+`set` of the address strings.
+Two different addresses share a 64-bit hash with probability ~n²/2⁶⁵ (3·10⁻⁸ at a million rows);
 the loser would be reported as a duplicate, never silently dropped.
 
 Validation: email-validator (syntax only, no DNS) costs ~30 µs per address, 30 s per million rows.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import re
 from array import array
 from collections.abc import Callable, Iterator
@@ -44,7 +44,7 @@ _FAST = re.compile(
     r"(?P<local>[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*)"
     r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?P<tld>[A-Za-z]{2,63}))"
 )
-_blake2b = hashlib.blake2b
+_MASK64 = (1 << 64) - 1
 _SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 # RFC 2142 mailbox names email-validator lowercases; mirrored so both paths normalise alike.
 _CASELESS_MAILBOXES = frozenset(
@@ -107,7 +107,7 @@ def normalize_address(address: str) -> str:
 
 
 class _Seen:
-    """An insert-only hash set of 64-bit digests in flat arrays (open addressing, linear probing).
+    """An insert-only set of 64-bit string hashes in flat arrays (open addressing, linear probing).
 
     `add` returns 0 for a new key, or the line number where the key was first seen.
     """
@@ -121,13 +121,9 @@ class _Seen:
     def __len__(self) -> int:
         return self._count
 
-    @staticmethod
-    def digest(key: str) -> int:
-        # 0 marks an empty slot, so a digest of 0 is stored as 1 (one more 2⁻⁶⁴ of collision).
-        return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little") or 1
-
     def add(self, key: str, line: int) -> int:
-        h = int.from_bytes(_blake2b(key.encode("utf-8"), digest_size=8).digest(), "little") or 1  # self.digest(key)
+        # 0 marks an empty slot, so a hash of 0 is stored as 1 (one more 2⁻⁶⁴ of collision).
+        h = (hash(key) & _MASK64) or 1
         keys, mask = self._keys, self._mask
         i = h & mask
         while True:
@@ -305,7 +301,7 @@ def _stream(path: Path, columns: _Columns, is_suppressed: Callable[[str], bool])
                     parts = [row[i] for i in (first_i, last_i) if i is not None and i < width]
                     name = _clean(" ".join(parts))
                 fields = tuple((label, row[i]) for i, label in others if i < width) if others else ()
-                yield Recipient(email=email, name=name, line=line, fields=fields)
+                yield Recipient(email, name, line, fields)
         except csv.Error as exc:
             raise RecipientsError(
                 f"{path}:{reader.line_num}: cannot read the CSV ({exc}); check the quoting around this line"

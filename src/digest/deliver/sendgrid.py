@@ -36,7 +36,7 @@ import ssl
 import threading
 import time
 import urllib.error
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from email.utils import parseaddr
 from json.encoder import encode_basestring_ascii
 from typing import Any
@@ -69,9 +69,18 @@ _HEADERS_CHECKED: set[str] = set()  # per-recipient header names already found n
 _str = encode_basestring_ascii  # a str as json.dumps writes it (quoted, ASCII, escaped)
 
 
-def _object(pairs: Iterable[tuple[str, str]]) -> str:
+_KEYS: dict[str, str] = {}  # keys as json.dumps writes them, colon included: the same few for every recipient
+
+
+def _object(values: dict[str, str]) -> str:
     """A dict of strings as json.dumps writes it."""
-    return "{" + ", ".join(f"{_str(k)}: {_str(v)}" for k, v in pairs) + "}"
+    parts = []
+    for k, v in values.items():
+        key = _KEYS.get(k)
+        if key is None:
+            key = _KEYS[k] = f"{_str(k)}: "
+        parts.append(key + _str(v))
+    return "{" + ", ".join(parts) + "}"
 
 
 class _RedactAuthorization(logging.Filter):
@@ -281,7 +290,7 @@ class SendGridBackend:
         if "email" not in values or "name" not in values:
             values = {"email": email, "name": recipient.name, **values}
         subs = substitutions(values, tokens)
-        subs_json = _object(subs.items())
+        subs_json = _object(subs)
         name = to_name(recipient.name)
         to = f'{{"email": {_str(email)}, "name": {_str(name)}}}' if name else f'{{"email": {_str(email)}}}'
         headers = p.headers
@@ -293,7 +302,7 @@ class SendGridBackend:
                             f"header {header!r} is reserved by SendGrid and cannot be set per recipient"
                         )
                     _HEADERS_CHECKED.add(header)
-            item = f'{{"to": [{to}], "substitutions": {subs_json}, "headers": {_object(headers.items())}}}'
+            item = f'{{"to": [{to}], "substitutions": {subs_json}, "headers": {_object(headers)}}}'
         else:
             item = f'{{"to": [{to}], "substitutions": {subs_json}}}'
         return item, _too_big(email, subs, subs_json)
@@ -324,7 +333,7 @@ class SendGridBackend:
                 result.sent.append(p.recipient.email)
         # Message level: SendGrid merges them into every personalization, and the batch id lets webhook
         # events be matched to ledger batches (and duplicates told apart).
-        custom_args = _object((("edition", build.edition), ("batch", batch_id)))
+        custom_args = _object({"edition": build.edition, "batch": batch_id})
         body = f'{head}, "custom_args": {custom_args}, "personalizations": [{", ".join(personalizations)}]}}'
         return body.encode("ascii"), included, result
 
