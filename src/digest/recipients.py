@@ -40,10 +40,14 @@ _FIX = "the file needs a header line naming the columns (at least 'email', optio
 # Plain ASCII addresses that email-validator is sure to accept unchanged (apart from the domain's case).
 # Anything with a leading/trailing/double dot, quotes, '--' (IDNA rules), a numeric TLD or a special-use
 # TLD falls through to email-validator.
-_FAST = re.compile(
-    r"(?P<local>[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*)"
-    r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?P<tld>[A-Za-z]{2,63}))"
-)
+# The address is split at its last '@'; the local part may hold no '@', so the split is the same as a
+# regular expression over the whole address would make.
+_FAST_LOCAL = re.compile(r"[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*")
+_FAST_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63})")
+# A list names few domains many times: each one's verdict (lowercased, or "" when email-validator must
+# decide) is kept, up to this many domains.
+_DOMAIN_CACHE = 10_000
+_domains: dict[str, str] = {}
 _MASK64 = (1 << 64) - 1
 _SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 # RFC 2142 mailbox names email-validator lowercases; mirrored so both paths normalise alike.
@@ -82,6 +86,15 @@ class RowProblem:
         return f"line {self.line}{shown}: {self.reason}"
 
 
+def _fast_domain(domain: str) -> str:
+    """The domain lowercased if the fast path may take it, else ""; remembered (see _DOMAIN_CACHE)."""
+    m = _FAST_DOMAIN.fullmatch(domain)
+    lowered = domain.lower() if m and len(domain) <= 253 and m.group(1).lower() not in _SPECIAL_TLDS else ""
+    if len(_domains) < _DOMAIN_CACHE:
+        _domains[domain] = lowered
+    return lowered
+
+
 def normalize_address(address: str) -> str:
     """Validate one address; return its normal form (domain lowercased, Unicode NFC) or raise ValueError.
 
@@ -89,13 +102,15 @@ def normalize_address(address: str) -> str:
     """
     address = address.strip()
     if len(address) <= 254 and "--" not in address:
-        m = _FAST.fullmatch(address)
-        if m:
-            local, domain, tld = m.groups()
-            if len(local) <= 64 and len(domain) <= 253 and tld.lower() not in _SPECIAL_TLDS:
+        local, _, domain = address.rpartition("@")
+        if len(local) <= 64 and _FAST_LOCAL.fullmatch(local):
+            lowered = _domains.get(domain)
+            if lowered is None:
+                lowered = _fast_domain(domain)
+            if lowered:
                 if local.lower() in _CASELESS_MAILBOXES:
                     local = local.lower()
-                return f"{local}@{domain.lower()}"
+                return f"{local}@{lowered}"
     # Imported here: the fast path above takes nearly every real address, and email-validator costs
     # 20 ms of start-up that `digest build` (which only needs this module's suppression reader) skips.
     from email_validator import EmailNotValidError, validate_email
