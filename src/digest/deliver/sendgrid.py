@@ -1,7 +1,7 @@
 """SendGrid backend: one v3 mail/send request per batch of up to 1,000 recipients, personalised by substitutions.
 
-The payload is the JSON that `json.dumps` would make of plain dicts (the sendgrid helper classes cost ~5x
-the CPU), written from pieces: the message-level part (from, subject, content, categories, asm, sandbox) is
+The payload is the JSON that `json.dumps` would make of plain dicts (the sendgrid helper classes cost several
+times the CPU), written from pieces: the message-level part (from, subject, content, categories, asm, sandbox) is
 serialised once per edition; per batch only the personalizations are written, each from its strings encoded
 once: `to`, the placeholder substitutions and the per-recipient List-Unsubscribe headers.
 
