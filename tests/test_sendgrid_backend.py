@@ -309,6 +309,29 @@ def test_oversized_personal_values_fail_that_recipient_only(emulator: SendGridEm
     assert [m["email"] for m in emulator.messages()] == ["user1@example.org"]
 
 
+def test_body_is_the_json_that_json_dumps_makes_of_the_payload(emulator: SendGridEmulator) -> None:
+    """The body written from pre-encoded pieces is byte for byte json.dumps of the same payload as dicts."""
+    awkward = ['Ann "Quoted" \\ Back', "Zoë Ünal 😀", "Tab\there\u2028", "<b>&amp;</b> 'x'", "Smith, Ann; Jr"]
+    batch = [person(i, name) for i, name in enumerate(awkward)] + [person(9, "")]
+    batch.append(Personal(Recipient("bare@example.org"), {"unsubscribe_url": "https://example.org/u?t=1"}, {}))
+    b = make_backend(emulator.url)
+    body, included, _ = b.build_body(make_build(), batch, "b1", False)
+    payload = json.loads(body)
+    assert body == json.dumps(payload).encode("ascii")
+    assert len(payload["personalizations"]) == len(included) == len(batch)
+    first = payload["personalizations"][0]
+    assert first["to"] == [{"email": "user0@example.org", "name": awkward[0]}]
+    assert first["substitutions"]["%%name%%"] == "Ann &quot;Quoted&quot; \\ Back"
+    assert first["substitutions"]["%%unsubscribe_url:text%%"] == "https://example.org/unsubscribe?token=tok0&x=1"
+    assert first["headers"]["List-Unsubscribe"] == "<https://example.org/unsubscribe?token=tok0&x=1>"
+    assert payload["personalizations"][4]["to"][0]["name"] == "Smith Ann Jr"
+    assert payload["personalizations"][5]["to"] == [{"email": "user9@example.org"}]
+    assert "headers" not in payload["personalizations"][-1]
+    assert payload["custom_args"] == {"edition": EDITION, "batch": "b1"}
+    assert b.send_batch(make_build(), batch, "b1").sent == [p.recipient.email for p in batch]
+    assert len(emulator.messages()) == len(batch)
+
+
 def test_missing_key_fails_at_open(monkeypatch: pytest.MonkeyPatch) -> None:
     """No SENDGRID_API_KEY: open() raises a DeliveryError naming the variable, before any request."""
     monkeypatch.delenv("SENDGRID_API_KEY")

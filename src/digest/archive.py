@@ -149,7 +149,7 @@ def _item_count(build: Build) -> int:
 
 def web_version(build: Build, settings: Settings, *, sent_at: str = "") -> WebEdition:
     """The edition's web version, from its build (the HTML as every recipient got it, without them)."""
-    from .render import period_title
+    from .dates import period_title
 
     window = _window(build)
     parts = web_body(build.html, settings, build.edition)
@@ -303,7 +303,7 @@ def _render(settings: Settings, name: str, context: dict[str, Any]) -> str:
 def _sent_date(stamp: str, settings: Settings) -> str:
     import zoneinfo
 
-    from .render import long_date
+    from .dates import long_date
 
     moment = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     return long_date(moment.astimezone(zoneinfo.ZoneInfo(settings.timezone)).date(), settings.words)

@@ -1,10 +1,11 @@
 """Recipients: a CSV streamed row by row into validated, de-duplicated `Recipient`s (bad rows reported, not fatal).
 
-Memory does not grow with the list except for the de-duplication index, which keeps an 8-byte
-BLAKE2b digest of each address (plus the 4-byte line it was on) in flat arrays at a load of 1/4 to
-1/2: 24-48 bytes per address. Measured at a million rows (benchmarks/prepare_1m.py): 24 MiB, 36 MiB
-while the last doubling copies, against 107 MB for a Python `set` of the address strings.
-Two different addresses share a 64-bit digest with probability ~n²/2⁶⁵ (3·10⁻⁸ at a million rows);
+Memory does not grow with the list except for the de-duplication index, which keeps a 64-bit hash
+of each address (Python's own string hash, SipHash keyed per process; plus the 4-byte line it was on)
+in flat arrays at a load of 1/4 to 1/2: 24-48 bytes per address. Measured at a million rows
+(benchmarks/prepare_1m.py): 24 MiB, 36 MiB while the last doubling copies, against 107 MB for a Python
+`set` of the address strings.
+Two different addresses share a 64-bit hash with probability ~n²/2⁶⁵ (3·10⁻⁸ at a million rows);
 the loser would be reported as a duplicate, never silently dropped.
 
 Validation: email-validator (syntax only, no DNS) costs ~30 µs per address, 30 s per million rows.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import re
 from array import array
 from collections.abc import Callable, Iterator
@@ -40,11 +40,15 @@ _FIX = "the file needs a header line naming the columns (at least 'email', optio
 # Plain ASCII addresses that email-validator is sure to accept unchanged (apart from the domain's case).
 # Anything with a leading/trailing/double dot, quotes, '--' (IDNA rules), a numeric TLD or a special-use
 # TLD falls through to email-validator.
-_FAST = re.compile(
-    r"(?P<local>[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*)"
-    r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?P<tld>[A-Za-z]{2,63}))"
-)
-_blake2b = hashlib.blake2b
+# The address is split at its last '@'; the local part may hold no '@', so the split is the same as a
+# regular expression over the whole address would make.
+_FAST_LOCAL = re.compile(r"[A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*")
+_FAST_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63})")
+# A list names few domains many times: each one's verdict (lowercased, or "" when email-validator must
+# decide) is kept, up to this many domains.
+_DOMAIN_CACHE = 10_000
+_domains: dict[str, str] = {}
+_MASK64 = (1 << 64) - 1
 _SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 # RFC 2142 mailbox names email-validator lowercases; mirrored so both paths normalise alike.
 _CASELESS_MAILBOXES = frozenset(
@@ -82,6 +86,15 @@ class RowProblem:
         return f"line {self.line}{shown}: {self.reason}"
 
 
+def _fast_domain(domain: str) -> str:
+    """The domain lowercased if the fast path may take it, else ""; remembered (see _DOMAIN_CACHE)."""
+    m = _FAST_DOMAIN.fullmatch(domain)
+    lowered = domain.lower() if m and len(domain) <= 253 and m.group(1).lower() not in _SPECIAL_TLDS else ""
+    if len(_domains) < _DOMAIN_CACHE:
+        _domains[domain] = lowered
+    return lowered
+
+
 def normalize_address(address: str) -> str:
     """Validate one address; return its normal form (domain lowercased, Unicode NFC) or raise ValueError.
 
@@ -89,13 +102,15 @@ def normalize_address(address: str) -> str:
     """
     address = address.strip()
     if len(address) <= 254 and "--" not in address:
-        m = _FAST.fullmatch(address)
-        if m:
-            local, domain, tld = m.groups()
-            if len(local) <= 64 and len(domain) <= 253 and tld.lower() not in _SPECIAL_TLDS:
+        local, _, domain = address.rpartition("@")
+        if len(local) <= 64 and _FAST_LOCAL.fullmatch(local):
+            lowered = _domains.get(domain)
+            if lowered is None:
+                lowered = _fast_domain(domain)
+            if lowered:
                 if local.lower() in _CASELESS_MAILBOXES:
                     local = local.lower()
-                return f"{local}@{domain.lower()}"
+                return f"{local}@{lowered}"
     # Imported here: the fast path above takes nearly every real address, and email-validator costs
     # 20 ms of start-up that `digest build` (which only needs this module's suppression reader) skips.
     from email_validator import EmailNotValidError, validate_email
@@ -107,7 +122,7 @@ def normalize_address(address: str) -> str:
 
 
 class _Seen:
-    """An insert-only hash set of 64-bit digests in flat arrays (open addressing, linear probing).
+    """An insert-only set of 64-bit string hashes in flat arrays (open addressing, linear probing).
 
     `add` returns 0 for a new key, or the line number where the key was first seen.
     """
@@ -121,13 +136,9 @@ class _Seen:
     def __len__(self) -> int:
         return self._count
 
-    @staticmethod
-    def digest(key: str) -> int:
-        # 0 marks an empty slot, so a digest of 0 is stored as 1 (one more 2⁻⁶⁴ of collision).
-        return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little") or 1
-
     def add(self, key: str, line: int) -> int:
-        h = int.from_bytes(_blake2b(key.encode("utf-8"), digest_size=8).digest(), "little") or 1  # self.digest(key)
+        # 0 marks an empty slot, so a hash of 0 is stored as 1 (one more 2⁻⁶⁴ of collision).
+        h = (hash(key) & _MASK64) or 1
         keys, mask = self._keys, self._mask
         i = h & mask
         while True:
@@ -305,7 +316,7 @@ def _stream(path: Path, columns: _Columns, is_suppressed: Callable[[str], bool])
                     parts = [row[i] for i in (first_i, last_i) if i is not None and i < width]
                     name = _clean(" ".join(parts))
                 fields = tuple((label, row[i]) for i, label in others if i < width) if others else ()
-                yield Recipient(email=email, name=name, line=line, fields=fields)
+                yield Recipient(email, name, line, fields)
         except csv.Error as exc:
             raise RecipientsError(
                 f"{path}:{reader.line_num}: cannot read the CSV ({exc}); check the quoting around this line"

@@ -6,10 +6,8 @@ delivery fills them per recipient. docs/TEMPLATES.md lists the templates and the
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import dataclasses
-import datetime as dt
 import functools
 import logging
 import re
@@ -24,6 +22,7 @@ import mjml
 
 from .cache import cache_dir
 from .config import Section, Settings, Words
+from .dates import ENGLISH, date_range, long_date, period_title
 from .errors import Problem, TemplateError
 from .ics import CalendarLinks, calendar_links
 from .inline import inline_css
@@ -41,8 +40,6 @@ PREHEADER_TEMPLATE = "preheader.txt.j2"
 # Formats whose output is markup, so values are HTML-escaped; text templates are left alone.
 _ESCAPED = ("mjml.j2", "html.j2", "mjml", "html", "xml")
 _DOCS = "see docs/TEMPLATES.md"
-# Month names come from settings.words, not the locale-dependent calendar.month_name: same bytes everywhere.
-ENGLISH = Words()
 
 
 @dataclass(frozen=True)
@@ -62,31 +59,6 @@ class SectionView:
 def edition_id(settings: Settings, window: Window) -> str:
     """The edition's id, e.g. "mayors-innovation-2020-01": names the build and the ledger's edition."""
     return f"{settings.slug}-{window.label}"
-
-
-def long_date(day: dt.date, words: Words = ENGLISH) -> str:
-    """Format a day as "January 5, 2020" (words.date): month names from `words`, no leading zero."""
-    return words.date.format(month=words.months[day.month - 1], day=day.day, year=day.year)
-
-
-def date_range(start: dt.date, end: dt.date | None = None, words: Words = ENGLISH) -> str:
-    """Format a range as "January 1 – 15, 2020", "January 25 – February 5, 2020" or "December 20, 2019 – ..."."""
-    if end is None or end == start:
-        return long_date(start, words)
-    if start.year != end.year:
-        return f"{long_date(start, words)} – {long_date(end, words)}"
-    month, end_month = words.months[start.month - 1], words.months[end.month - 1]
-    phrase = words.range_in_year if start.month != end.month else words.range_in_month
-    return phrase.format(month=month, day=start.day, end_month=end_month, end_day=end.day, year=end.year)
-
-
-def period_title(window: Window, words: Words = ENGLISH) -> str:
-    """The window as readers say it: "January 2020" for a whole calendar month, else its date range."""
-    last = calendar.monthrange(window.since.year, window.since.month)[1]
-    whole_month = window.since.day == 1 and window.until == window.since.replace(day=last)
-    if whole_month:
-        return words.month_year.format(month=words.months[window.since.month - 1], year=window.since.year)
-    return date_range(window.since, window.until, words)
 
 
 def _takes(section: Section, item: Item, upcoming: bool) -> bool:

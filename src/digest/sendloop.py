@@ -11,12 +11,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
-import gc
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .collector import collect_less_often
 from .deliver.base import Backend, BatchResult, Personal
 from .errors import BatchOutcomeUnknown, DeliveryError, LedgerError
 from .ledger import BatchStore, PendingRow
@@ -28,10 +28,6 @@ Personalize = Callable[[Recipient], Personal]
 Progress = Callable[[int], None]
 
 MAX_UNKNOWN_IN_A_ROW = 3  # after this many batches in a row without an answer, the provider is down: stop
-# A batch's personalisations and request body are ~25 objects per recipient that live until the batch is
-# answered; with CPython's default first-generation threshold (700) the collector rescans them again and
-# again. They hold no cycles; collect less often.
-GC_THRESHOLD = 10_000
 
 
 def send_ledgered(
@@ -61,15 +57,13 @@ def send_ledgered(
         ledger.retry_failed(edition)
     window = _Window(plan, ledger, report, personalize, progress, max_unknown_in_a_row)
     outcome = "error"
-    thresholds = gc.get_threshold()
-    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
     try:
         plan.backend.open()  # inside the try: a run the backend refuses to start (TLS, bad key) still records its end
-        window.run()
+        with collect_less_often():
+            window.run()
         outcome = "partial" if (report.failed or report.unknown or report.stopped) else "done"
     finally:
         window.settle_leftovers()
-        gc.set_threshold(*thresholds)
         plan.backend.close()
         if report.stopped:
             report.pending_left = ledger.counts(edition, run_id=plan.scope)["pending"]

@@ -13,6 +13,7 @@ from itertools import islice
 from typing import Literal, Protocol, TypeVar
 
 from .addresses import normalize_email
+from .collector import collect_less_often
 from .deliver.base import Backend
 from .errors import LedgerError
 from .ledger import BatchInfo, BatchStore
@@ -179,7 +180,8 @@ def prepare_send(
         # The list is read (CSV, validation) on a worker thread while SQLite stores the previous chunk.
         listed = _read_ahead(_valid(recipients, plan.problems))
         try:
-            added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
+            with collect_less_often():
+                added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
         except BaseException:
             ledger.finish_run(plan.run_id, "error")  # an unreadable list ends the run here, not as "died" later
             raise

@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from ..addresses import normalize_email, split_address
 from ..deliver.base import BatchResult
@@ -73,9 +72,8 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
-class PendingRow:
-    """A recipient ready to be personalised and handed to a backend."""
+class PendingRow(NamedTuple):
+    """A recipient ready to be personalised and handed to a backend (a tuple: a send makes one per recipient)."""
 
     email_norm: str
     email: str
@@ -83,7 +81,7 @@ class PendingRow:
     position: int = 0  # its place in the ledger's order (the address id); 0: not known
 
     def recipient(self) -> Recipient:
-        return Recipient(email=self.email, name=self.name)
+        return Recipient(self.email, self.name)
 
 
 def edition_key(conn: Conn, edition: str) -> int | None:

@@ -213,9 +213,7 @@ def settle_by_events(
     return settled
 
 
-def _after_the_wait(
-    conn: Conn, edition: str, ed: int, wait_hours: float, now: dt.datetime, stamp: str
-) -> Settled:
+def _after_the_wait(conn: Conn, edition: str, ed: int, wait_hours: float, now: dt.datetime, stamp: str) -> Settled:
     """Unknown SendGrid batches once `wait_hours` have passed and events of the edition arrived after that:
     with no event at all, never accepted (pending); with events for some, the request was accepted whole,
     so the rest were handed over too (sent)."""

@@ -24,6 +24,7 @@ from .schema import MIGRATIONS as SQLITE_MIGRATIONS
 
 EXTRA_HINT = "install the PostgreSQL extra: pip install 'digest[postgres]'"
 
+
 def _from_sqlite(script: str) -> str:
     """A SQLite migration in the SQL both speak, with the column types PostgreSQL spells otherwise."""
     return (
