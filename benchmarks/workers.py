@@ -56,7 +56,7 @@ def run_workers(work: Work, stand_in: StandIn, url: str, workers: int) -> dict[s
         t.join()
     wall = time.perf_counter() - started
     for _, _, _, code, output in results:
-        if code != 0 or "Sent " not in output:
+        if code != 0:  # a worker that found every batch taken says "nothing to do" and exits 0 too
             raise SystemExit(f"a worker exited {code}:\n{output}")
     stats = stand_in.call("GET")
     requests = math.ceil(work.count / 1000)

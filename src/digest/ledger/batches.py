@@ -143,8 +143,6 @@ def _take_pending(
     conn: Conn, db: Database, edition: int, size: int, batch: int, run_id: int | None, shared: bool = False
 ) -> list[PendingRow]:
     """In the caller's transaction: up to `size` pending rows, in order, go in flight under `batch`."""
-    if shared:  # never while a worker adds a chunk of its list (editions.add_recipients): their rows never cross
-        db.serialise(conn, f"list:{edition}", shared=True)
     pending, params = _pending(db, edition, run_id, shared)
     # The rows are picked once (a materialised CTE: PostgreSQL may run an IN subquery with LIMIT and SKIP
     # LOCKED more than once and take more than `size`), skipping rows another worker is claiming; FOR UPDATE
@@ -466,6 +464,8 @@ class BatchesMixin:
             ]
             if not dead:
                 return 0
+            # Their pending rows change lists below: not while a worker's list joins rows of older runs (editions).
+            self._db.serialise(conn, f"list:{ed}")
             runs = ", ".join("?" * len(dead))
             of_dead = f"SELECT id FROM batches WHERE edition = ? AND run IN ({runs})"
             rows = f"WHERE state = {IN_FLIGHT} AND batch IN ({of_dead} AND state = ?)"

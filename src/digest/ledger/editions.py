@@ -18,8 +18,10 @@ CHUNK = 5000  # rows per transaction while streaming a list in: bounded memory, 
 # add_recipients, per chunk of the list in `stage`: new domains and addresses first (the latest list gives an
 # address its name and spelling), then the edition's rows: new people pending, known ones keep their state.
 _ADD = [
-    "INSERT INTO domains (name) SELECT DISTINCT domain FROM stage WHERE true ON CONFLICT (name) DO NOTHING",
-    # (WHERE true: SQLite's parser needs it between a SELECT and an upsert clause)
+    "INSERT INTO domains (name) SELECT DISTINCT domain FROM stage WHERE true ORDER BY domain "
+    "ON CONFLICT (name) DO NOTHING",
+    # (WHERE true: SQLite's parser needs it between a SELECT and an upsert clause; every statement writes in one
+    # order, so --worker runs adding the same list at once wait for each other's rows, never deadlock)
     "INSERT INTO addresses (domain, local, email, name) SELECT d.id, s.local, s.email, s.name "
     "FROM stage s JOIN domains d ON d.name = s.domain WHERE true ORDER BY s.pos "
     "ON CONFLICT (domain, local) DO UPDATE SET email = excluded.email, name = excluded.name "
@@ -28,7 +30,8 @@ _ADD = [
     "WHERE true ORDER BY s.pos ON CONFLICT (edition, address) DO UPDATE SET run = excluded.run",
 ]
 # The last statement for a --worker run: rows another worker may have in flight are left alone, not locked (an
-# upsert would lock them, and could deadlock with that worker recording its answer).
+# upsert would lock them, and could deadlock with that worker recording its answer). Rows that then join its
+# list (_join_list) are on no open worker run's list, so no worker claims them meanwhile.
 _ADD_SHARED = (
     f"INSERT INTO recipients (edition, address, state, run) SELECT ?, a.id, {PENDING}, ? FROM {STAGED} "
     "WHERE true ORDER BY s.pos ON CONFLICT (edition, address) DO NOTHING"
@@ -174,8 +177,8 @@ class EditionsMixin:
             rows = staged(chunk)
             listed += len(rows)
             with self._db.tx() as conn:
-                if self.shared:  # no worker claims while a chunk goes in (batches.claim_batch takes it shared)
-                    self._db.serialise(conn, f"list:{ed}")
+                if self.shared:  # side by side, never while a dead run's rows change lists (recover_expired)
+                    self._db.serialise(conn, f"list:{ed}", shared=True)
                 self._db.stage(conn, rows)
                 conn.execute(_ADD[0])
                 conn.execute(_ADD[1])
