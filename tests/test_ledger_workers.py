@@ -195,3 +195,17 @@ def test_send_worker_with_a_sqlite_ledger_is_one_clear_line(tmp_path: Path, repo
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--worker" in lines[0] and "DIGEST_LEDGER_URL=postgresql://" in lines[0]
     assert "ledger.sqlite3" in lines[0]
+
+
+def test_a_password_in_the_ledger_url_never_shows(repo: Path) -> None:
+    """DIGEST_LEDGER_URL with a password, server down: the error shows the URL with *** (logs too), exit 1."""
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    pytest.importorskip("psycopg")
+    url = "postgresql://digest:s3cret-pw@127.0.0.1:9/news"
+    result = CliRunner().invoke(main, ["-v", "--config", str(repo / "digest.toml"), "history"],
+                                env={"DIGEST_LEDGER_URL": url})  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "postgresql://digest:***@127.0.0.1:9/news" in result.stderr and "s3cret" not in result.output

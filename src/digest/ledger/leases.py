@@ -20,19 +20,18 @@ class Lease:
     def __init__(self, db: Database, run: int, seconds: float):
         self.run = run
         self.seconds = seconds
-        self.lost = False  # another worker found the lease run out and recovered this run's batches
         self._db = db
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"digest-lease-{run}", daemon=True)
         self._thread.start()
 
     def renew(self) -> None:
+        """A run another worker already found dead (its outcome set) stays dead."""
         with self._db.tx() as conn:
-            renewed = conn.execute(
+            conn.execute(
                 f"UPDATE runs SET lease_until = {self._db.clock} WHERE id = ? AND outcome IS NULL",
                 (self.seconds, self.run),
-            ).rowcount
-        self.lost = self.lost or not renewed
+            )
 
     def _beat(self) -> None:
         while not self._stopped.wait(self.seconds / 3):
