@@ -367,6 +367,10 @@ class SqliteDatabase:
             try:
                 step = MIGRATIONS[target - 1]
                 with self.tx() as conn:
+                    # Read again under the write lock: another process opening the file at the same moment
+                    # may have taken this step since `version` was read.
+                    if conn.execute("PRAGMA user_version").fetchone()[0] >= target:
+                        continue
                     if callable(step):
                         step(conn)
                     else:
