@@ -162,3 +162,22 @@ def test_a_templates_dir_that_does_not_exist_is_an_error(tmp_path: Path) -> None
     assert load_settings(write(tmp_path, 'templates_dir = "templates"\n'), env={}).name == "T"
     (tmp_path / "my-templates").mkdir()
     assert load_settings(write(tmp_path, 'templates_dir = "my-templates"\n'), env={}).name == "T"
+
+
+def test_a_password_in_ledger_url_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """ledger_url with a password: the error names digest.toml and its line and the fix, never the password."""
+    path = write(tmp_path, 'backend = "outbox"\nledger_url = "postgresql://digest:s3cr3t-pw@db.example.org/news"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    message = str(info.value)
+    assert message.startswith(f"{path}:5: ledger_url holds a password")
+    assert "PGPASSWORD" in message and "DIGEST_LEDGER_URL" in message and "s3cr3t" not in message
+
+
+def test_ledger_url_without_a_password_and_the_lease_are_settings(tmp_path: Path) -> None:
+    """A URL without a password is taken as is (PG* variables give the rest); DIGEST_WORKER_LEASE sets the lease."""
+    path = write(tmp_path, 'ledger_url = "postgresql://digest@db.example.org/news"\n')
+    s = load_settings(path, env={"DIGEST_WORKER_LEASE": "20"})
+    assert s.ledger_location() == "postgresql://digest@db.example.org/news" and s.worker_lease == 20.0
+    with pytest.raises(ConfigError, match="'worker_lease' must be at least 1 second"):
+        load_settings(path, env={"DIGEST_WORKER_LEASE": "0.5"})

@@ -156,3 +156,18 @@ def test_export_and_import_through_a_file(migrated: Path, tmp_path: Path) -> Non
     (tmp_path / "bad.jsonl").write_text('{"type": "edition"\n', encoding="utf-8")
     result = runner.invoke(main, ["--config", str(config), "ledger", "import", str(tmp_path / "bad.jsonl")])
     assert result.exit_code == 1 and "bad.jsonl:1: not a ledger export line" in result.stderr
+
+
+def test_two_processes_creating_one_ledger_at_once_both_open_it(tmp_path: Path) -> None:
+    """Two opens of a new ledger file at the same moment: each migration step runs once, neither open fails."""
+    import subprocess
+    import sys
+
+    code = "import sys; from digest.ledger import Ledger; Ledger.open(sys.argv[1]).close()"
+    for n in range(8):
+        path = tmp_path / f"l{n}.sqlite3"
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE) for _ in range(2)]
+        errors = [p.communicate()[1].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], errors
+        with Ledger.open(path) as ledger:
+            assert ledger.schema_version == SCHEMA_VERSION

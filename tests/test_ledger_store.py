@@ -172,7 +172,7 @@ def test_sigkilled_runs_on_postgresql_never_double_or_lose_anyone(tmp_path: Path
     spec.loader.exec_module(kr)
     seed = int(os.environ.get("DIGEST_KILL_SEED", random.randrange(1 << 30)))
     with SendGridEmulator() as emulator:
-        figures = kr.campaign(tmp_path, emulator, recipients=2000, batch_size=100, kills=6, seed=seed,
+        figures = kr.campaign(tmp_path, emulator, recipients=2000, batch_size=100, kills=6, seed=seed, step=0.1,
                               ledger_url=lambda n: pg_cluster.create_database(f"kill_{n}"))  # fmt: skip
     context = f"seed {seed} (DIGEST_KILL_SEED={seed} to repeat): {figures}"
     assert figures.kills >= 6 and figures.violations == [], context

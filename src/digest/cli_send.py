@@ -78,6 +78,7 @@ def _unknown_policy(resend: bool, mark: bool) -> str:
 @click.option("--if-new", is_flag=True, help="Skip the run when nothing is new since the last edition sent.")
 @click.option("--allow-changed", is_flag=True, help="Send changed content of an edition already partly sent.")
 @click.option("--no-spamassassin", is_flag=True, help="Skip the SpamAssassin check before sending.")
+@click.option("--worker", is_flag=True, help="One of several runs sending this edition together (PostgreSQL ledger).")
 @click.pass_context
 def send(
     ctx: click.Context,
@@ -95,6 +96,7 @@ def send(
     if_new: bool,
     allow_changed: bool,
     no_spamassassin: bool,
+    worker: bool,
     **kw: Any,
 ) -> None:
     """Send the digest: a test send (--to), or the edition to a list, exactly once per recipient.
@@ -123,6 +125,7 @@ def send(
         if_new=if_new,
         skip_checks=skip_checks,
         spamassassin=not no_spamassassin,
+        worker=worker,
     )
     _finish_send(ctx, pipeline.send_edition(settings, request, _hooks(yes)), report_path, recipients)
 

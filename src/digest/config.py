@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .deliver import BACKENDS
 from .environment import warn_misspelt
@@ -193,6 +194,7 @@ class Settings:
     ledger_path: Path = Path("ledger.sqlite3")
     archive_dir: Path = Path("archive")
     ledger_url: str = ""  # postgresql://... puts the ledger in PostgreSQL (DIGEST_LEDGER_URL; password from PG*)
+    worker_lease: float = 60.0  # seconds a `digest send --worker` run counts as alive without renewing its lease
     suppression_file: Path = Path("suppressions.csv")
     backend: str = "outbox"
     utm: bool = True
@@ -380,11 +382,13 @@ def load_settings(
     settings = Settings(root=root, config_file=path)
     if path:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+        _refuse_ledger_password(path, text, data.get("ledger_url"))
         settings = _apply(settings, data, str(path))
     env_values = _from_env(env)
     warn_misspelt(env, _from_env, settings, SECRET_ENV)
@@ -400,6 +404,25 @@ def load_settings(
         )
     validate(settings)
     return settings
+
+
+def _refuse_ledger_password(path: Path, text: str, url: object) -> None:
+    """A password in digest.toml would sit in a file people commit: refuse it, naming the line, never the password."""
+    if not isinstance(url, str):
+        return
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # a malformed URL: PostgreSQL's own message says what is wrong when it is used
+        return
+    if password is None:
+        return
+    found = re.search(r"^[ \t]*ledger_url[ \t]*=", text, re.MULTILINE)
+    line = text.count("\n", 0, found.start()) + 1 if found else None
+    where = f"{path}:{line}" if line else str(path)
+    raise ConfigError(
+        f"{where}: ledger_url holds a password, and {CONFIG_NAME} is no place for secrets; remove it from the URL "
+        "and give it in PGPASSWORD or ~/.pgpass, or put the whole URL in the environment as DIGEST_LEDGER_URL"
+    )
 
 
 def validate(settings: Settings) -> None:
@@ -427,6 +450,8 @@ def validate(settings: Settings) -> None:
     for key in ("primary_color", "text_color", "background_color"):
         if not _HEX.match(getattr(settings, key)):
             raise ConfigError(f"{where}: '{key}' must be a colour like '#1d4f91' (got {getattr(settings, key)!r})")
+    if settings.worker_lease < 1:
+        raise ConfigError(f"{where}: 'worker_lease' must be at least 1 second (got {settings.worker_lease})")
     if settings.smtp.security not in {"starttls", "ssl", "none"}:
         raise ConfigError(f"{where}: [smtp] security must be starttls, ssl or none (got {settings.smtp.security!r})")
     if settings.backend not in BACKENDS:

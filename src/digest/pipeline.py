@@ -180,6 +180,7 @@ class SendRequest:
     skip_checks: bool = False
     retry_edition: str | None = None  # digest retry: send the failed recipients of this edition again
     spamassassin: bool = True
+    worker: bool = False  # one of several runs sending the edition together (a PostgreSQL ledger)
 
 
 @dataclass
@@ -262,6 +263,7 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
     from .deliver.registry import make_backend
     from .errors import EmptySelection, NoLedger, UsageError
     from .ledger import Ledger
+    from .ledger.store import is_url
     from .personalize import view_url, with_shared_values
     from .recipients import read_recipients, single_recipient
     from .send import execute_send, prepare_send
@@ -278,6 +280,13 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
     if not (test or request.recipients or retry):
         raise UsageError("say who gets it: --recipients FILE for the list, or --to ADDR for a test send")
     ledger_path = settings.ledger_location()
+    if request.worker and test:
+        raise UsageError("--worker shares the sending of a list (--recipients); a test send (--to) goes alone")
+    if request.worker and not is_url(ledger_path):
+        raise UsageError(
+            f"--worker: several runs share an edition through a PostgreSQL ledger, and {ledger_path} is a SQLite "
+            "file; set DIGEST_LEDGER_URL=postgresql://... (or send without --worker, one run at a time)"
+        )
 
     if request.if_new and not test:
         try:
@@ -348,7 +357,8 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
             return run(None, rows)
         with ledger:
             return run(ledger, rows)
-    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock(built.newsletter):
+    lease = settings.worker_lease if request.worker else None
+    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock(built.newsletter, worker_lease=lease):
         if retry and request.retry_edition != built.edition:
             raise UsageError(
                 f"digest retry {request.retry_edition}: the build is {built.edition}; "

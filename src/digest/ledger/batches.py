@@ -32,6 +32,11 @@ batches may be in flight at once (one claim per request); a crash then leaves at
 unknown batches. Every method is one transaction, keyed by edition and batch id, so concurrent runs
 of different newsletters and concurrent batches of one run do not interfere; a store on PostgreSQL
 claims with `SELECT ... FOR UPDATE SKIP LOCKED` where SQLite's single writer needs nothing.
+
+Workers (`shared`, PostgreSQL): several `--worker` runs send one edition together, each claiming the
+pending rows any open worker run listed (WORKER_RUNS). Each run holds a lease it renews (leases.py);
+`recover_expired` makes the moves above for the batches of runs whose lease ran out, and none other:
+a live worker's batches are its own.
 """
 
 from __future__ import annotations
@@ -133,25 +138,47 @@ def _insert_batch(
 
 
 def _take_pending(
-    conn: Conn, db: Database, edition: int, size: int, batch: int, run_id: int | None
+    conn: Conn, db: Database, edition: int, size: int, batch: int, run_id: int | None, shared: bool = False
 ) -> list[PendingRow]:
     """In the caller's transaction: up to `size` pending rows, in order, go in flight under `batch`."""
+    pending, params = _pending(db, edition, run_id, shared)
+    # The rows are picked once (a materialised CTE: PostgreSQL may run an IN subquery with LIMIT and SKIP
+    # LOCKED more than once and take more than `size`), skipping rows another worker is claiming; FOR UPDATE
+    # re-checks `state` on the row it locks, so the update needs no condition that would steer the planner
+    # off the primary key.
     conn.execute(
+        f"WITH picked AS MATERIALIZED ({pending} LIMIT ?{db.skip_locked}) "
         f"UPDATE recipients SET state = {IN_FLIGHT}, batch = ?, attempts = attempts + 1, error = NULL "
-        # state again outside the subquery: a concurrent claim that waited on these rows (PostgreSQL) sees
-        # them in flight when it re-checks, and takes none of them.
-        f"WHERE edition = ? AND state = {PENDING} AND address IN ({_pending(db, run_id)} LIMIT ?)",
-        (batch, edition, edition, *(() if run_id is None else (run_id,)), size),
+        "WHERE edition = ? AND address IN (SELECT address FROM picked)",
+        (*params, size, batch, edition),
     )
     return _rows_of(conn, batch)
 
 
-def _pending(db: Database, run_id: int | None) -> str:
-    """The addresses of an edition's pending rows in sending order (parameters: edition, then run_id if given).
+# The open --worker runs of an edition (parameter: edition): a worker sends the pending rows any of them
+# listed, since they all read the same list; a worker that died stays open until recovered.
+WORKER_RUNS = "SELECT id FROM runs WHERE edition = ? AND lease_until IS NOT NULL AND outcome IS NULL"
+
+
+def run_scope(edition: int, run_id: int | None, shared: bool = False) -> tuple[str, tuple[int, ...]]:
+    """The condition on `recipients` that keeps the rows on a run's list, and its parameters: none without a
+    run; with `shared` (a --worker run), those on the list of any open worker run (WORKER_RUNS)."""
+    if run_id is None:
+        return "", ()
+    if shared:
+        return f" AND run IN ({WORKER_RUNS})", (edition,)
+    return " AND run = ?", (run_id,)
+
+
+def _pending(db: Database, edition: int, run_id: int | None, shared: bool = False) -> tuple[str, tuple[int, ...]]:
+    """The addresses of an edition's pending rows in sending order, and the query's parameters (run_scope).
     Without a run (digest retry) they go run by run: the order the pending index keeps them in."""
-    scope = " AND run = ? ORDER BY address" if run_id is not None else " ORDER BY run, address"
+    scope, params = run_scope(edition, run_id, shared)
+    order = " ORDER BY address" if run_id is not None and not shared else " ORDER BY run, address"
     return (
-        f"SELECT address FROM recipients {db.hint('recipients_pending')} WHERE edition = ? AND state = {PENDING}{scope}"
+        f"SELECT address FROM recipients {db.hint('recipients_pending')} "
+        f"WHERE edition = ? AND state = {PENDING}{scope}{order}",
+        (edition, *params),
     )
 
 
@@ -168,6 +195,7 @@ class BatchesMixin:
     """The transitions above, on the ledger's database (Ledger inherits them)."""
 
     _db: Database
+    shared = False  # a --worker run (see the module's docstring); set while Ledger.newsletter_lock holds it
 
     @property
     def _unreserve(self) -> str:
@@ -179,11 +207,11 @@ class BatchesMixin:
         found = self._db.read("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
         if found is None:
             return []
-        scope = () if run_id is None else (run_id,)
+        pending, params = _pending(self._db, found[0], run_id, self.shared)
         rows = self._db.read(
-            f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM ({_pending(self._db, run_id)} LIMIT ?) p "
+            f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM ({pending} LIMIT ?) p "
             f"JOIN recipients r ON r.edition = ? AND r.address = p.address {ADDRESS}",
-            (found[0], *scope, size, found[0]),
+            (*params, size, found[0]),
         ).fetchall()
         return sorted((PendingRow(*row) for row in rows), key=lambda row: row.position)
 
@@ -203,7 +231,7 @@ class BatchesMixin:
             if ed is None:
                 return []
             batch = _insert_batch(conn, batch_id, ed, run_id, "in_flight", backend, content_hash)
-            rows = _take_pending(conn, self._db, ed, size, batch, run_id)
+            rows = _take_pending(conn, self._db, ed, size, batch, run_id, self.shared)
             if rows:
                 conn.execute("UPDATE batches SET size = ? WHERE id = ?", (len(rows), batch))
             else:
@@ -220,7 +248,7 @@ class BatchesMixin:
             if ed is None:
                 return []
             batch = _insert_batch(conn, batch_id, ed, run_id, "reserved")
-            rows = _take_pending(conn, self._db, ed, size, batch, run_id)
+            rows = _take_pending(conn, self._db, ed, size, batch, run_id, self.shared)
             if not rows:
                 conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
             return rows
@@ -381,8 +409,10 @@ class BatchesMixin:
 
     def recover_in_flight(self, edition: str) -> int:
         """What a crash left (see the table above): in flight -> unknown, reserved -> pending, done -> sent.
-        Call only while holding the newsletter lock: then no live run can own them. Returns how many
-        became unknown."""
+        Call only while holding the newsletter lock: then no live run can own them (among --worker runs, only
+        those whose lease ran out: recover_expired). Returns how many became unknown."""
+        if self.shared:
+            return self.recover_expired(edition)
         at = now()
         with self._db.tx() as conn:
             ed = edition_key(conn, edition)
@@ -411,6 +441,48 @@ class BatchesMixin:
                 "UPDATE runs SET outcome = 'died', finished_at = ? WHERE edition = ? AND outcome IS NULL", (at, ed)
             )
             return n
+
+    def recover_expired(self, edition: str, heir: int | None = None) -> int:
+        """recover_in_flight among --worker runs: the same moves, for the batches of dead runs only (no outcome
+        and a lease that ran out, or none: a run without --worker cannot be alive beside workers). Their
+        pending rows go to `heir`'s list, so that the live workers send them. Returns how many became unknown."""
+        at = now()
+        with self._db.tx() as conn:
+            ed = edition_key(conn, edition)
+            if ed is None:
+                return 0
+            # Locked, skipping runs another worker is recovering this moment: each dead run is recovered once.
+            dead = [
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT id FROM runs WHERE edition = ? AND outcome IS NULL "
+                    f"AND (lease_until IS NULL OR lease_until < {self._db.clock}){self._db.skip_locked}",
+                    (ed, 0.0),
+                )
+            ]
+            if not dead:
+                return 0
+            # Their pending rows change lists below: not while a worker's list joins rows of older runs (editions).
+            self._db.serialise(conn, f"list:{ed}")
+            runs = ", ".join("?" * len(dead))
+            of_dead = f"SELECT id FROM batches WHERE edition = ? AND run IN ({runs})"
+            rows = f"WHERE state = {IN_FLIGHT} AND batch IN ({of_dead} AND state = ?)"
+            conn.execute(f"UPDATE recipients SET state = {SENT} {rows}", (ed, *dead, "done"))
+            conn.execute(f"{self._unreserve} {rows}", (ed, *dead, "reserved"))
+            conn.execute(f"DELETE FROM batches WHERE state = 'reserved' AND id IN ({of_dead})", (ed, *dead))
+            n = conn.execute(f"UPDATE recipients SET state = {UNKNOWN}, error = NULL {rows}", (ed, *dead, "in_flight"))
+            conn.execute(
+                f"UPDATE batches SET state = 'unknown', error = ?, updated_at = ? WHERE state = 'in_flight' "
+                f"AND id IN ({of_dead})",
+                (_NOTE_CRASH, at, ed, *dead),
+            )
+            if heir is not None:
+                conn.execute(
+                    f"UPDATE recipients SET run = ? WHERE edition = ? AND state = {PENDING} AND run IN ({runs})",
+                    (heir, ed, *dead),
+                )
+            conn.execute(f"UPDATE runs SET outcome = 'died', finished_at = ? WHERE id IN ({runs})", (at, *dead))
+            return n.rowcount
 
     def resolve_unknown(self, edition: str, action: UnknownAction, batch_ids: Sequence[str] | None = None) -> int:
         """The user's decision on unknown rows: "resend" -> pending, "mark-sent" -> sent. Returns how many.

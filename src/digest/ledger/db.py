@@ -38,6 +38,10 @@ class Database(Protocol):
 
     path: Path  # where the newsletter locks live beside it
     greatest: str  # SQL's two-argument maximum: max (SQLite), greatest (PostgreSQL)
+    skip_locked: str  # ends a claim's SELECT: rows another transaction is claiming are passed over, not waited on
+    # The database server's UTC time plus `?` seconds, in the ledger's timestamp format (batches.now()): leases
+    # are written and compared by one clock, whichever machine each worker runs on.
+    clock: str
 
     def hint(self, index: str) -> str:
         """Text after a table name that makes the planner use `index` (SQLite: INDEXED BY; elsewhere: "")."""
@@ -58,8 +62,14 @@ class Database(Protocol):
         """Replace the rows of the connection's scratch table `stage` (pos, local, domain, email, name)."""
         ...
 
-    def newsletter_lock(self, newsletter: str) -> AbstractContextManager[object]:
-        """One run of `newsletter` at a time: LockedError at once if another holds it."""
+    def newsletter_lock(self, newsletter: str, shared: bool = False) -> AbstractContextManager[object]:
+        """One run of `newsletter` at a time: LockedError at once if another holds it. `shared`: any number
+        of `--worker` runs together and no other run meanwhile (PostgreSQL only)."""
+        ...
+
+    def serialise(self, conn: Conn, name: str, shared: bool = False) -> None:
+        """In a transaction, until it ends: hold `name`, waiting while another transaction holds it the other
+        way (`shared`: alongside other shared holders). One writer at a time (SQLite): nothing to do."""
         ...
 
     def require_lock(self, newsletter: str) -> None:

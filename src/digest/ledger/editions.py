@@ -10,16 +10,18 @@ from itertools import islice
 
 from ..errors import LedgerError
 from ..models import Recipient
-from .batches import IN_FLIGHT, PENDING, REACHED, STAGED, UNKNOWN, edition_key, now, staged
-from .db import Database
+from .batches import IN_FLIGHT, PENDING, REACHED, STAGED, UNKNOWN, WORKER_RUNS, edition_key, now, staged
+from .db import Conn, Database
 
 CHUNK = 5000  # rows per transaction while streaming a list in: bounded memory, few commits
 
 # add_recipients, per chunk of the list in `stage`: new domains and addresses first (the latest list gives an
 # address its name and spelling), then the edition's rows: new people pending, known ones keep their state.
 _ADD = [
-    "INSERT INTO domains (name) SELECT DISTINCT domain FROM stage WHERE true ON CONFLICT (name) DO NOTHING",
-    # (WHERE true: SQLite's parser needs it between a SELECT and an upsert clause)
+    "INSERT INTO domains (name) SELECT DISTINCT domain FROM stage WHERE true ORDER BY domain "
+    "ON CONFLICT (name) DO NOTHING",
+    # (WHERE true: SQLite's parser needs it between a SELECT and an upsert clause; every statement writes in one
+    # order, so --worker runs adding the same list at once wait for each other's rows, never deadlock)
     "INSERT INTO addresses (domain, local, email, name) SELECT d.id, s.local, s.email, s.name "
     "FROM stage s JOIN domains d ON d.name = s.domain WHERE true ORDER BY s.pos "
     "ON CONFLICT (domain, local) DO UPDATE SET email = excluded.email, name = excluded.name "
@@ -27,6 +29,13 @@ _ADD = [
     f"INSERT INTO recipients (edition, address, state, run) SELECT ?, a.id, {PENDING}, ? FROM {STAGED} "
     "WHERE true ORDER BY s.pos ON CONFLICT (edition, address) DO UPDATE SET run = excluded.run",
 ]
+# The last statement for a --worker run: rows another worker may have in flight are left alone, not locked (an
+# upsert would lock them, and could deadlock with that worker recording its answer). Rows that then join its
+# list (_join_list) are on no open worker run's list, so no worker claims them meanwhile.
+_ADD_SHARED = (
+    f"INSERT INTO recipients (edition, address, state, run) SELECT ?, a.id, {PENDING}, ? FROM {STAGED} "
+    "WHERE true ORDER BY s.pos ON CONFLICT (edition, address) DO NOTHING"
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class EditionsMixin:
     """Editions, runs, builds and lists (Ledger inherits them)."""
 
     _db: Database
+    shared: bool  # a --worker run (batches.py): lists are added beside other workers' claims
 
     def begin_edition(
         self,
@@ -66,12 +76,15 @@ class EditionsMixin:
         with self._db.tx() as conn:
             row = conn.execute("SELECT content_hash FROM editions WHERE name = ?", (edition,)).fetchone()
             if row is None:
-                conn.execute(
+                added = conn.execute(
                     "INSERT INTO editions (name, newsletter, period, content_hash, subject, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                     (edition, newsletter, period, content_hash, subject, now()),
-                )
-                return
+                ).rowcount
+                if added:
+                    return
+                # Another --worker run began it this moment: its content is checked like any earlier one's.
+                row = conn.execute("SELECT content_hash FROM editions WHERE name = ?", (edition,)).fetchone()
             if row[0] == content_hash:
                 return
             self.check_content(edition, content_hash, allow_changed)
@@ -106,15 +119,18 @@ class EditionsMixin:
         with self._db.tx() as conn:
             return conn.execute(sql, params).rowcount > 0
 
-    def start_run(self, edition: str, backend: str) -> int:
-        """Register a send run; its id scopes which pending rows this run may send (see add_recipients)."""
+    def start_run(self, edition: str, backend: str, lease: float | None = None) -> int:
+        """Register a send run; its id scopes which pending rows this run may send (see add_recipients).
+        `lease`: a --worker run, alive for that many seconds from this commit on (leases.py renews it)."""
+        until, params = ("NULL", ()) if lease is None else (self._db.clock, (lease,))
         with self._db.tx() as conn:
             ed = edition_key(conn, edition)
             if ed is None:
                 raise LedgerError(f"start_run: no edition {edition} in the ledger (begin_edition first)")
             cur = conn.execute(
-                "INSERT INTO runs (edition, backend, pid, started_at) VALUES (?, ?, ?, ?) RETURNING id",
-                (ed, backend, os.getpid(), now()),
+                "INSERT INTO runs (edition, backend, pid, started_at, lease_until) "
+                f"VALUES (?, ?, ?, ?, {until}) RETURNING id",
+                (ed, backend, os.getpid(), now(), *params),
             )
             return int(cur.fetchone()[0])
 
@@ -161,11 +177,28 @@ class EditionsMixin:
             rows = staged(chunk)
             listed += len(rows)
             with self._db.tx() as conn:
+                if self.shared:  # side by side, never while a dead run's rows change lists (recover_expired)
+                    self._db.serialise(conn, f"list:{ed}", shared=True)
                 self._db.stage(conn, rows)
                 conn.execute(_ADD[0])
                 conn.execute(_ADD[1])
-                conn.execute(_ADD[2], (ed, run_id))
+                if self.shared and run_id is not None:
+                    conn.execute(_ADD_SHARED, (ed, run_id))
+                    self._join_list(conn, ed, run_id)
+                else:
+                    conn.execute(_ADD[2], (ed, run_id))
         return AddResult(listed=listed, added=self._edition_size(ed) - before)
+
+    def _join_list(self, conn: Conn, ed: int, run_id: int) -> None:
+        """A worker's chunk: its pending rows on the list of no open worker run (an earlier run's) join its list.
+        By id: joined with `stage`, a planner without statistics walks every pending row per staged one."""
+        ids = [int(row[0]) for row in conn.execute(f"SELECT a.id FROM {STAGED}")]
+        if ids:
+            conn.execute(
+                f"UPDATE recipients SET run = ? WHERE edition = ? AND state = {PENDING} "
+                f"AND coalesce(run, 0) NOT IN ({WORKER_RUNS}) AND address IN ({', '.join('?' * len(ids))})",
+                (run_id, ed, ed, *ids),
+            )
 
     def _edition_size(self, ed: int) -> int:
         return int(self._db.read("SELECT count(*) FROM recipients WHERE edition = ?", (ed,)).fetchone()[0])

@@ -107,8 +107,9 @@ MIGRATIONS: list[str] = [
         FROM recipients r JOIN editions e ON e.id = r.edition JOIN addresses a ON a.id = r.address
         JOIN domains d ON d.id = a.domain LEFT JOIN batches b ON b.id = r.batch;
     """,
-    # 2 and 3: SQLite's versions 4 (edition pages) and 5 (events, suppressions, settlements), as written there.
-    *(_from_sqlite(step) for step in SQLITE_MIGRATIONS[3:5] if isinstance(step, str)),
+    # 2 to 4: SQLite's versions 4 (edition pages), 5 (events, suppressions, settlements) and 6 (worker
+    # leases), as written there.
+    *(_from_sqlite(step) for step in SQLITE_MIGRATIONS[3:6] if isinstance(step, str)),
 ]
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|::|\?|:[A-Za-z_]\w*|%")
@@ -177,6 +178,10 @@ class PostgresDatabase:
     """One psycopg connection to a ledger database (db.Database), in autocommit with explicit transactions."""
 
     greatest = "greatest"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+    clock = (
+        "to_char((clock_timestamp() AT TIME ZONE 'UTC') + ? * interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    )
 
     def __init__(self, url: str, conn: Any):
         self.url = url
@@ -284,20 +289,26 @@ class PostgresDatabase:
             ) from None
 
     @contextmanager
-    def newsletter_lock(self, newsletter: str) -> Iterator[None]:
-        """One run of `newsletter` at a time, held by the server for this session (gone when it dies)."""
+    def newsletter_lock(self, newsletter: str, shared: bool = False) -> Iterator[None]:
+        """One run of `newsletter` at a time, held by the server for this session (gone when it dies);
+        `shared`: any number of --worker runs together, and no other run meanwhile."""
         key = lock_key(f"newsletter:{newsletter}")
-        got = self.read("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]
+        kind = "_shared" if shared else ""
+        got = self.read(f"SELECT pg_try_advisory_lock{kind}(?)", (key,)).fetchone()[0]
         if not got:
+            held = "a digest run without --worker" if shared else "another digest run"
             raise LockedError(
-                f"another digest run for newsletter {newsletter} is in progress (advisory lock in {self.path}); "
-                "wait for it to finish"
+                f"{held} for newsletter {newsletter} is in progress (advisory lock in {self.path}); "
+                "wait for it to finish" + ("" if shared else " (--worker runs share it only with each other)")
             )
         try:
             yield
         finally:
             if not self.conn.closed:
-                self.read("SELECT pg_advisory_unlock(?)", (key,))
+                self.read(f"SELECT pg_advisory_unlock{kind}(?)", (key,))
+
+    def serialise(self, conn: Conn, name: str, shared: bool = False) -> None:
+        conn.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}(?)", (lock_key(name),))
 
     def require_lock(self, newsletter: str) -> None:
         """Raise unless this session holds `newsletter`'s advisory lock."""

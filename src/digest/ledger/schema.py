@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import lock
 from ..addresses import split_address
-from ..errors import LedgerError
+from ..errors import LedgerError, UsageError
 from .db import Conn, StagedRow
 
 BUSY_TIMEOUT_MS = 30_000  # two newsletters may share one ledger file; writers queue instead of failing
@@ -288,6 +288,8 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     );
     CREATE INDEX settlements_edition ON settlements(edition);
     """,
+    # 6: the lease a `--worker` run renews while it lives, so the others know when its batches are orphans.
+    "ALTER TABLE runs ADD COLUMN lease_until TEXT",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -365,6 +367,10 @@ class SqliteDatabase:
             try:
                 step = MIGRATIONS[target - 1]
                 with self.tx() as conn:
+                    # Read again under the write lock: another process opening the file at the same moment
+                    # may have taken this step since `version` was read.
+                    if conn.execute("PRAGMA user_version").fetchone()[0] >= target:
+                        continue
                     if callable(step):
                         step(conn)
                     else:
@@ -397,8 +403,16 @@ class SqliteDatabase:
         with self._lock:
             yield self.conn
 
-    def newsletter_lock(self, newsletter: str) -> AbstractContextManager[object]:
+    skip_locked = ""  # one writer at a time: a claim never meets rows another is claiming
+    clock = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ? || ' seconds')"
+
+    def newsletter_lock(self, newsletter: str, shared: bool = False) -> AbstractContextManager[object]:
+        if shared:  # pipeline.send_edition says so first, before anything is built
+            raise UsageError(f"{self.path}: --worker runs need a PostgreSQL ledger (DIGEST_LEDGER_URL)")
         return lock.newsletter_lock(self.path, newsletter)
+
+    def serialise(self, conn: Conn, name: str, shared: bool = False) -> None:
+        """Nothing to do: SQLite has one writer at a time."""
 
     def require_lock(self, newsletter: str) -> None:
         lock.require_lock(self.path, newsletter)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +13,7 @@ from ..models import Recipient
 from .batches import BatchesMixin, PendingRow, UnknownAction
 from .db import Database
 from .editions import AddResult, EditionsMixin
+from .leases import Lease
 from .pages import PagesMixin
 from .schema import SqliteDatabase
 from .transfer import TransferMixin
@@ -83,6 +84,9 @@ class Ledger(BatchesMixin, EditionsMixin, ViewsMixin, PagesMixin, TransferMixin)
     def __init__(self, db: Database):
         self._db = db
         self.path = db.path
+        self.shared = False
+        self._lease_seconds = 0.0
+        self._lease: Lease | None = None
 
     @classmethod
     def open(cls, path: Path) -> Ledger:
@@ -105,10 +109,55 @@ class Ledger(BatchesMixin, EditionsMixin, ViewsMixin, PagesMixin, TransferMixin)
             raise NoLedger(f"{location}: no ledger yet; nothing has been sent. 'digest send' creates it")
         return cls.open_store(location)
 
-    def newsletter_lock(self, newsletter: str) -> AbstractContextManager[object]:
+    @contextmanager
+    def newsletter_lock(self, newsletter: str, worker_lease: float | None = None) -> Iterator[None]:
         """Hold one run of `newsletter` at a time (SQLite: a file lock beside the ledger; PostgreSQL: an
-        advisory lock); LockedError at once when another run holds it."""
-        return self._db.newsletter_lock(newsletter)
+        advisory lock); LockedError at once when another run holds it.
+
+        `worker_lease` (seconds; PostgreSQL): a --worker run, one of several sending an edition together.
+        The lock is shared with the other workers only; the run started under it (start_run) holds a lease
+        of that length, renewed until it finishes; only a run whose lease ran out is recovered."""
+        with self._db.newsletter_lock(newsletter, shared=worker_lease is not None):
+            self.shared, self._lease_seconds = worker_lease is not None, worker_lease or 0.0
+            try:
+                yield
+            finally:
+                self._stop_lease()
+                self.shared = False
+
+    def start_run(self, edition: str, backend: str, lease: float | None = None) -> int:
+        if not self.shared:
+            return super().start_run(edition, backend, lease)
+        self._stop_lease()
+        run = super().start_run(edition, backend, self._lease_seconds)  # alive from its first commit
+        self._lease = Lease(self._db, run, self._lease_seconds)
+        return run
+
+    def finish_run(self, run_id: int, outcome: str) -> None:
+        if self._lease is not None and self._lease.run == run_id:
+            self._stop_lease()
+        super().finish_run(run_id, outcome)
+
+    def claim_batch(
+        self,
+        edition: str,
+        size: int,
+        batch_id: str,
+        backend: str,
+        content_hash: str,
+        run_id: int | None = None,
+    ) -> list[PendingRow]:
+        rows = super().claim_batch(edition, size, batch_id, backend, content_hash, run_id)
+        if rows or not self.shared:
+            return rows
+        # Out of work: what a worker whose lease ran out held (its reserved rows, its list) is this run's to send.
+        self.recover_expired(edition, heir=run_id)
+        return super().claim_batch(edition, size, batch_id, backend, content_hash, run_id)
+
+    def _stop_lease(self) -> None:
+        if self._lease is not None:
+            self._lease.stop()
+            self._lease = None
 
     def require_lock(self, newsletter: str) -> None:
         """Raise unless this process holds `newsletter`'s lock (recovering in-flight rows needs it)."""

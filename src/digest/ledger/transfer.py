@@ -19,7 +19,7 @@ from .db import Database
 CHUNK = 5000
 _EDITION = ("name", "newsletter", "period", "content_hash", "subject", "created_at", "finished_at", "build_folder",
             "item_ids")  # fmt: skip
-_RUN = ("id", "edition", "backend", "pid", "started_at", "finished_at", "outcome")
+_RUN = ("id", "edition", "backend", "pid", "started_at", "finished_at", "outcome", "lease_until")
 _BATCH = ("name", "edition", "run", "backend", "state", "content_hash", "provider_id", "size", "error", "created_at",
           "updated_at")  # fmt: skip
 
@@ -35,7 +35,7 @@ class TransferMixin:
         for row in db.read(f"SELECT {', '.join(_EDITION)} FROM editions ORDER BY id").fetchall():
             yield {"type": "edition", **dict(zip(_EDITION, row, strict=True))}
         runs = db.read(
-            "SELECT r.id, e.name, r.backend, r.pid, r.started_at, r.finished_at, r.outcome "
+            "SELECT r.id, e.name, r.backend, r.pid, r.started_at, r.finished_at, r.outcome, r.lease_until "
             "FROM runs r JOIN editions e ON e.id = r.edition ORDER BY r.id"
         ).fetchall()
         for row in runs:
@@ -101,10 +101,10 @@ class TransferMixin:
                 )
             elif kind == "run":
                 conn.executemany(
-                    "INSERT INTO runs (id, edition, backend, pid, started_at, finished_at, outcome) "
-                    "SELECT ?, id, ?, ?, ?, ?, ? FROM editions WHERE name = ?",
-                    [(r["id"], r["backend"], r["pid"], r["started_at"], r["finished_at"], r["outcome"], r["edition"])
-                     for r in records],
+                    "INSERT INTO runs (id, edition, backend, pid, started_at, finished_at, outcome, lease_until) "
+                    "SELECT ?, id, ?, ?, ?, ?, ?, ? FROM editions WHERE name = ?",
+                    [(r["id"], r["backend"], r["pid"], r["started_at"], r["finished_at"], r["outcome"],
+                      r.get("lease_until"), r["edition"]) for r in records],
                 )  # fmt: skip
                 self._db.sync_ids(conn, "runs")
             elif kind == "batch":

@@ -20,6 +20,7 @@ from .batches import (
     STAGED,
     STATES,
     UNKNOWN,
+    run_scope,
     staged,
 )
 from .db import Database
@@ -133,6 +134,7 @@ class ViewsMixin:
     """Read-only queries (Ledger inherits them)."""
 
     _db: Database
+    shared: bool  # a --worker run: "a run's list" is the list of every open worker run (batches.run_scope)
 
     def _key(self, edition: str) -> int | None:
         row = self._db.read("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
@@ -141,10 +143,12 @@ class ViewsMixin:
     def counts(self, edition: str, run_id: int | None = None) -> dict[str, int]:
         """Recipients per state, every state present (0 when none); with `run_id`, only that run's list."""
         out = dict.fromkeys(STATES, 0)
-        scope = "" if run_id is None else " AND run = ?"
-        params = (self._key(edition), *(() if run_id is None else (run_id,)))
+        ed = self._key(edition)
+        if ed is None:
+            return out
+        scope, params = run_scope(ed, run_id, self.shared)
         for state, n in self._db.read(
-            f"SELECT state, count(*) FROM recipients WHERE edition = ?{scope} GROUP BY state", params
+            f"SELECT state, count(*) FROM recipients WHERE edition = ?{scope} GROUP BY state", (ed, *params)
         ):
             out[NAMES[state]] = n
         return out
