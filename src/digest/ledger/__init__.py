@@ -15,7 +15,7 @@ The ledger never stores secrets: only addresses, names, provider ids and error t
 
 from .batches import STATES, PendingRow, State, UnknownAction
 from .editions import AddResult
-from .schema import SCHEMA_VERSION
+from .migrations import SCHEMA_VERSION
 from .store import BatchStore, Ledger
 from .views import BatchInfo, EditionStatus, EditionSummary, Failure, RunInfo
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import LedgerError, LockedError
 from .db import Conn, StagedRow
-from .schema import MIGRATIONS as SQLITE_MIGRATIONS
+from .migrations import MIGRATIONS as SQLITE_MIGRATIONS
 
 EXTRA_HINT = "install the PostgreSQL extra: pip install 'digest[postgres]'"
 
