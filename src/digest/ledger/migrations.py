@@ -78,8 +78,8 @@ COMPACT = [
         PRIMARY KEY (edition, address)
     ) WITHOUT ROWID""",
 ]
-_RENAMES = [("editions3", "editions"), ("runs3", "runs"), ("batches3", "batches"), ("recipients3", "recipients")]
-_COMPACT_INDEXES = [
+RENAMES = [("editions3", "editions"), ("runs3", "runs"), ("batches3", "batches"), ("recipients3", "recipients")]
+COMPACT_INDEXES = [
     "CREATE INDEX editions_newsletter ON editions(newsletter, created_at)",
     "CREATE INDEX batches_edition ON batches(edition, state)",
     # Partial indexes: a row is in one only while it waits or is in flight, so marking 100,000 people sent
@@ -147,9 +147,9 @@ def _compact(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE address_of")
     for table in ("recipients", "batches", "runs", "editions"):
         conn.execute(f"DROP TABLE {table}")
-    for old, new in _RENAMES:
+    for old, new in RENAMES:
         conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
-    for statement in _COMPACT_INDEXES:
+    for statement in COMPACT_INDEXES:
         conn.execute(statement)
 
 
