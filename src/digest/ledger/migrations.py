@@ -277,6 +277,12 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # 6: the lease a `--worker` run renews while it lives, so the others know when its batches are orphans.
     "ALTER TABLE runs ADD COLUMN lease_until TEXT",
+    # 7: which list a `--worker` run adds (a digest of the file) and, once added, how many it listed, so that
+    # workers given the same file wait for one of them to add it instead of each adding it again.
+    """
+    ALTER TABLE runs ADD COLUMN list_digest TEXT;
+    ALTER TABLE runs ADD COLUMN listed INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -50,10 +50,10 @@ def _compact_tables() -> str:
 
 
 # PostgreSQL's migrations (digest_schema holds the version): SQLite's compact tables (its version 3), then
-# its versions 4 (edition pages), 5 (events, suppressions, settlements) and 6 (worker leases), as written there.
+# each later SQLite version (edition pages, events and suppressions, worker leases, worker lists) as written there.
 MIGRATIONS: list[str] = [
     _compact_tables(),
-    *(_from_sqlite(step) for step in SQLITE_MIGRATIONS[3:6] if isinstance(step, str)),
+    *(_from_sqlite(step) for step in SQLITE_MIGRATIONS[3:] if isinstance(step, str)),
 ]
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|::|\?|:[A-Za-z_]\w*|%")
