@@ -263,7 +263,7 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
     from .deliver.registry import make_backend
     from .errors import EmptySelection, NoLedger, UsageError
     from .ledger import Ledger
-    from .ledger.store import is_url
+    from .ledger.db import is_url
     from .personalize import view_url, with_shared_values
     from .recipients import list_digest, read_recipients, single_recipient
     from .send import execute_send, prepare_send

@@ -11,20 +11,13 @@ from ..deliver.base import BatchResult
 from ..errors import NoLedger
 from ..models import Recipient
 from .batches import BatchesMixin, PendingRow, UnknownAction
-from .db import Database
+from .db import Database, is_url
 from .editions import AddResult, EditionsMixin
 from .leases import Lease
 from .pages import PagesMixin
 from .schema import SqliteDatabase
 from .transfer import TransferMixin
 from .views import BatchInfo, EditionSummary, ViewsMixin
-
-URL_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_url(location: object) -> bool:
-    """Whether a ledger location is a PostgreSQL URL rather than a SQLite file's path."""
-    return str(location).startswith(URL_SCHEMES)
 
 
 class BatchStore(Protocol):
