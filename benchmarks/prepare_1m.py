@@ -189,6 +189,7 @@ def ledger_child_send(location: str, csv_path: str, month: int) -> int:
 
         name = "accept-all"
         batch_size = 1000
+        concurrency = 4  # SendGrid's default: the send loop keeps as many batches out as it would there
 
         def open(self) -> None: ...
 

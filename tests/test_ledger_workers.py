@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,89 @@ def test_a_worker_out_of_work_takes_over_what_a_dead_worker_held(url: str) -> No
         claimed = live.claim_batch(ED, 1000, "l-2", "sendgrid", HASH, run_id=run_live)
         assert len(claimed) == 100  # the dead run's reservation, pending again and now this run's
         assert live.counts(ED) == {"pending": 0, "in_flight": 150, "sent": 0, "failed": 0, "unknown": 100}
+
+
+KEY = "sha256:" + "b" * 64
+
+
+def _slow(recipients: list[Recipient], read: list[int]) -> Iterator[Recipient]:
+    """The list as a slow reader gives it, counting what was read."""
+    for r in recipients:
+        read.append(1)
+        if len(read) % 1000 == 0:
+            time.sleep(0.2)
+        yield r
+
+
+def test_workers_given_the_same_list_add_it_once(url: str) -> None:
+    """A second worker given the same list waits while the first adds it, reads none of it, and then sends
+    from it: its result names the run that added it and how many that run listed."""
+    with (
+        Ledger.open_store(url) as a,
+        Ledger.open_store(url) as b,
+        a.newsletter_lock(NEWS, worker_lease=30),
+        b.newsletter_lock(NEWS, worker_lease=30),
+    ):
+        run_a, run_b = _worker(a), _worker(b)
+        read_a: list[int] = []
+        read_b: list[int] = []
+        results: dict[str, Any] = {}
+        adding = threading.Thread(
+            target=lambda: results.update(a=a.add_recipients(ED, _slow(people(3000), read_a), run_a, list_digest=KEY))
+        )
+        adding.start()
+        while not read_a:
+            time.sleep(0.01)
+        results["b"] = b.add_recipients(ED, _slow(people(3000), read_b), run_b, list_digest=KEY)
+        finished_a = len(read_a)
+        adding.join()
+    assert results["a"].listed == 3000 and results["a"].listed_by is None
+    assert (results["b"].listed, results["b"].added, results["b"].listed_by) == (3000, 0, run_a)
+    assert read_b == [] and finished_a == 3000  # b read nothing, and went on only once a had added it all
+    with Ledger.open_store(url) as c:
+        assert c.counts(ED) == {"pending": 3000, "in_flight": 0, "sent": 0, "failed": 0, "unknown": 0}
+
+
+def test_a_worker_that_dies_adding_the_list_leaves_it_to_the_next(url: str) -> None:
+    """The run adding a list is killed half way: once its lease runs out, the waiting worker recovers it and
+    adds the whole list itself; nobody is left out."""
+    with (
+        Ledger.open_store(url) as dead,
+        Ledger.open_store(url) as live,
+        dead.newsletter_lock(NEWS, worker_lease=1.0),
+        live.newsletter_lock(NEWS, worker_lease=30),
+    ):
+        run_dead, run_live = _worker(dead), _worker(live)
+
+        def killed_after(n: int) -> Iterator[Recipient]:
+            yield from people(6000)[:n]
+            raise KeyboardInterrupt  # stands in for SIGKILL: the first chunk (5,000) is committed, no more
+
+        with pytest.raises(KeyboardInterrupt):
+            dead.add_recipients(ED, killed_after(5500), run_dead, list_digest=KEY)
+        assert dead._lease is not None
+        dead._lease.stop()
+        started = time.monotonic()
+        result = live.add_recipients(ED, people(6000), run_live, list_digest=KEY)
+        assert time.monotonic() - started > 0.5  # it waited for the lease to run out
+        assert (result.listed, result.listed_by) == (6000, None)
+        assert _run_row(live, run_dead)[0] == "died"
+        assert live.counts(ED, run_id=run_live)["pending"] == 6000
+
+
+def test_workers_given_different_lists_add_each_their_own(url: str) -> None:
+    """Another file is another list: a worker given it adds it at once, beside the first worker's."""
+    with (
+        Ledger.open_store(url) as a,
+        Ledger.open_store(url) as b,
+        a.newsletter_lock(NEWS, worker_lease=30),
+        b.newsletter_lock(NEWS, worker_lease=30),
+    ):
+        run_a, run_b = _worker(a), _worker(b)
+        assert a.add_recipients(ED, people(100), run_a, list_digest=KEY).listed_by is None
+        other = [Recipient(f"other{i}@example.org", "") for i in range(50)]
+        result = b.add_recipients(ED, other, run_b, list_digest="sha256:" + "c" * 64)
+        assert (result.listed, result.added, result.listed_by) == (50, 50, None)
 
 
 def test_send_worker_with_a_sqlite_ledger_is_one_clear_line(tmp_path: Path, repo: Path) -> None:

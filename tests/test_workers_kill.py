@@ -97,6 +97,8 @@ def test_three_workers_one_killed_mid_request(tmp_path: Path, pg_cluster: Any) -
     with Ledger.open_store(work.ledger) as ledger:
         outcomes = {r.id: r.outcome for r in ledger.runs(kr.EDITION)}
         finished = ledger.edition(kr.EDITION)
+        listers = ledger._db.read("SELECT count(*) FROM runs WHERE listed IS NOT NULL").fetchone()[0]
+    assert listers == 2  # one of the three started together read the list, the others waited; the fourth, alone
     assert outcomes[victim_run] == "died" and None not in outcomes.values() and len(outcomes) == 5, outcomes
     assert finished is not None and finished.finished_at
 

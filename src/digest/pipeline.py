@@ -263,9 +263,9 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
     from .deliver.registry import make_backend
     from .errors import EmptySelection, NoLedger, UsageError
     from .ledger import Ledger
-    from .ledger.store import is_url
+    from .ledger.db import is_url
     from .personalize import view_url, with_shared_values
-    from .recipients import read_recipients, single_recipient
+    from .recipients import list_digest, read_recipients, single_recipient
     from .send import execute_send, prepare_send
 
     if request.backend:
@@ -313,7 +313,7 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
     personalize = _personalizer(settings, secret)
     unknown = request.unknown
 
-    def run(ledger: Any, recipients: Any) -> Any:
+    def run(ledger: Any, recipients: Any, key: str | None = None) -> Any:
         plan = prepare_send(
             built,
             backend,
@@ -324,6 +324,7 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
             unknown=unknown,  # type: ignore[arg-type]
             allow_changed=request.allow_changed,
             retry_failed=retry,
+            list_digest=key,
         )
         try:
             confirmed = plan.mode != "send" or plan.nothing_to_do or hooks.confirm(plan)
@@ -369,8 +370,9 @@ def send_edition(settings: Settings, request: SendRequest, hooks: SendHooks) -> 
         rows = read_recipients(request.recipients, suppressed=suppressed) if request.recipients else None
         if retry:
             rows = suppressions.retry_list(ledger, built.edition, suppressed)
+        key = list_digest(request.recipients) if request.worker and request.recipients else None
         try:
-            return run(ledger, rows)
+            return run(ledger, rows, key)
         finally:
             # After prepare_send began the edition: what --if-new and digest retry need later.
             ledger.record_build(

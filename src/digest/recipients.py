@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import re
 from array import array
 from collections.abc import Callable, Iterator
@@ -252,6 +253,16 @@ def _delimiter(first_line: str) -> str:
         if candidate in first_line:
             return candidate
     return ","
+
+
+def list_digest(path: Path) -> str | None:
+    """The list file's digest: the same on every machine given a copy, so --worker runs know it is one list.
+    None when the file cannot be read (read_recipients then says why)."""
+    try:
+        with path.open("rb") as fh:
+            return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def read_recipients(

@@ -68,6 +68,7 @@ class SendPlan:
     scope: int | None = None  # the run whose list limits who is sent to; None: every pending row (retry)
     listed: int = 0  # valid recipients on the list given (all of them for test sends)
     added: int = 0  # of those, new to the edition
+    listed_by: int | None = None  # a --worker run: the worker run that read and added the same list
     to_send: int = 0  # what execute_send will hand to the backend
     already_sent: int = 0  # on the list and already sent (skipped)
     failed_before: int = 0  # on the list and failed in an earlier run (digest retry sends them)
@@ -109,6 +110,8 @@ class SendPlan:
         if self.problems.total:
             p = self.problems
             extra.append(skipped_text(p.invalid, p.suppressed, p.duplicates))
+        if self.listed_by is not None:
+            extra.append(f"the list as worker run {self.listed_by} added it, its skipped rows in that run's report")
         tail = f" ({'; '.join(extra)})" if extra else ""
         verb = "Would send" if self.mode == "dry-run" else "Send"
         return f"{verb} {self.edition} to {who} via {self.backend.name}{tail}."
@@ -125,6 +128,7 @@ def prepare_send(
     unknown: UnknownPolicy = "stop",
     allow_changed: bool = False,
     retry_failed: bool = False,
+    list_digest: str | None = None,
 ) -> SendPlan:
     """Stream the list into the ledger and count what a send would do; sends nothing.
 
@@ -134,6 +138,7 @@ def prepare_send(
       Ledger.begin_edition), in-flight rows left by a dead run become unknown, and the list is added
       as pending. `recipients=None` sends to the edition's pending rows as the ledger has them (digest retry).
       Unknown rows with unknown="stop" are held: never sent again, never counted sent; everyone else goes.
+    - list_digest (a --worker run): the list's digest; workers given the same list leave it to one of them to add.
     """
     if test and dry_run:
         mode: Literal["send", "test", "dry-run"] = "dry-run"
@@ -175,11 +180,11 @@ def prepare_send(
         listed = _valid(recipients, plan.problems)
         try:
             with collect_less_often():
-                added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id)
+                added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id, list_digest=list_digest)
         except BaseException:
             ledger.finish_run(plan.run_id, "error")  # an unreadable list ends the run here, not as "died" later
             raise
-        plan.listed, plan.added = added.listed, added.added
+        plan.listed, plan.added, plan.listed_by = added.listed, added.added, added.listed_by
         counts = ledger.counts(build.edition, run_id=plan.run_id)
     plan.already_sent = counts["sent"]
     plan.failed_before = counts["failed"]

@@ -20,6 +20,7 @@ from .addresses import normalize_email
 from .config import Settings
 from .errors import SuppressionError
 from .ledger import Ledger
+from .ledger.db import is_url
 from .ledger.events import (
     Suppression,
     add_suppression,
@@ -30,7 +31,6 @@ from .ledger.events import (
 )
 from .ledger.events import suppression as ledger_entry
 from .ledger.events import suppressions as ledger_entries
-from .ledger.store import is_url
 from .models import Recipient
 
 SUPPRESSION_HEADER = "email"  # first line of a new file, so it is also a one-column CSV

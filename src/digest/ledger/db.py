@@ -15,6 +15,18 @@ from typing import Any, Protocol
 # written when it differs from the normalised one, name).
 StagedRow = tuple[str, str, str | None, str]
 
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(location: object) -> bool:
+    """Whether a ledger location is a PostgreSQL URL rather than a SQLite file's path."""
+    return str(location).startswith(URL_SCHEMES)
+
+
+def is_url_as_path(path: Path) -> bool:
+    """A PostgreSQL URL made into a Path (which folds its `//`): never a ledger file anyone meant."""
+    return str(path).startswith(tuple(scheme.rstrip("/") for scheme in URL_SCHEMES))
+
 
 class Cursor(Protocol):
     """A statement's result (sqlite3.Cursor, psycopg's cursor)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from typing import TYPE_CHECKING
 
 from ..errors import LedgerError
 from ..models import Recipient
@@ -44,6 +46,10 @@ class AddResult:
 
     listed: int  # recipients in this list
     added: int  # of them, new to the edition (now pending)
+    listed_by: int | None = None  # a --worker run: the other worker run that added this same list (none read here)
+
+
+LIST_WAIT_POLL = 0.2  # seconds between looks at the worker run adding the list this run was given too
 
 
 def _short(content_hash: str) -> str:
@@ -156,7 +162,9 @@ class EditionsMixin:
             conn.execute("UPDATE editions SET finished_at = ? WHERE id = ?", (now(), ed))
             return True
 
-    def add_recipients(self, edition: str, recipients: Iterable[Recipient], run_id: int | None = None) -> AddResult:
+    def add_recipients(
+        self, edition: str, recipients: Iterable[Recipient], run_id: int | None = None, list_digest: str | None = None
+    ) -> AddResult:
         """Stream a list into the edition: new people become pending, known ones keep their state.
 
         Memory stays bounded (CHUNK rows at a time, one commit per chunk). With `run_id`, every listed
@@ -167,6 +175,10 @@ class EditionsMixin:
         if row is None:
             raise LedgerError(f"add_recipients: no edition {edition} in the ledger (begin_edition first)")
         ed = int(row[0])
+        if self.shared and run_id is not None and list_digest is not None:
+            lister = self._list_or_wait(edition, ed, run_id, list_digest)
+            if lister is not None:
+                return AddResult(listed=lister[1], added=0, listed_by=lister[0])
         before = self._edition_size(ed)
         listed = 0
         it = iter(recipients)
@@ -184,7 +196,36 @@ class EditionsMixin:
                     self._join_list(conn, ed, run_id)
                 else:
                     conn.execute(_ADD[2], (ed, run_id))
+        if self.shared and run_id is not None and list_digest is not None:
+            with self._db.tx() as conn:  # the workers waiting for this list go on now
+                conn.execute("UPDATE runs SET listed = ? WHERE id = ?", (listed, run_id))
         return AddResult(listed=listed, added=self._edition_size(ed) - before)
+
+    def _list_or_wait(self, edition: str, ed: int, run_id: int, list_digest: str) -> tuple[int, int] | None:
+        """A --worker run given the list `list_digest`: None when it is to add the list itself (no live worker run
+        adds or added it); else, once that run has added it, (its id, how many it listed). A run that dies
+        while adding is recovered (its rows join this run's list) and this run adds the list after all."""
+        while True:
+            with self._db.tx() as conn:
+                self._db.serialise(conn, f"lister:{ed}")  # two workers starting together: one of them lists
+                row = conn.execute(
+                    f"SELECT id, listed, lease_until >= {self._db.clock} FROM runs WHERE edition = ? "
+                    "AND list_digest = ? AND outcome IS NULL AND id <> ? ORDER BY id LIMIT 1",
+                    (0.0, ed, list_digest, run_id),
+                ).fetchone()
+                if row is None:
+                    conn.execute("UPDATE runs SET list_digest = ? WHERE id = ?", (list_digest, run_id))
+                    return None
+            if row[1] is not None:
+                return int(row[0]), int(row[1])
+            if not row[2]:
+                self.recover_expired(edition, heir=run_id)
+                continue
+            time.sleep(LIST_WAIT_POLL)
+
+    if TYPE_CHECKING:  # batches.BatchesMixin's, beside this mixin in Ledger
+
+        def recover_expired(self, edition: str, heir: int | None = None) -> int: ...
 
     def _join_list(self, conn: Conn, ed: int, run_id: int) -> None:
         """A worker's chunk: its pending rows on the list of no open worker run (an earlier run's) join its list.

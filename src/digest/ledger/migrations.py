@@ -78,8 +78,8 @@ COMPACT = [
         PRIMARY KEY (edition, address)
     ) WITHOUT ROWID""",
 ]
-_RENAMES = [("editions3", "editions"), ("runs3", "runs"), ("batches3", "batches"), ("recipients3", "recipients")]
-_COMPACT_INDEXES = [
+RENAMES = [("editions3", "editions"), ("runs3", "runs"), ("batches3", "batches"), ("recipients3", "recipients")]
+COMPACT_INDEXES = [
     "CREATE INDEX editions_newsletter ON editions(newsletter, created_at)",
     "CREATE INDEX batches_edition ON batches(edition, state)",
     # Partial indexes: a row is in one only while it waits or is in flight, so marking 100,000 people sent
@@ -147,9 +147,9 @@ def _compact(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE address_of")
     for table in ("recipients", "batches", "runs", "editions"):
         conn.execute(f"DROP TABLE {table}")
-    for old, new in _RENAMES:
+    for old, new in RENAMES:
         conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
-    for statement in _COMPACT_INDEXES:
+    for statement in COMPACT_INDEXES:
         conn.execute(statement)
 
 
@@ -277,6 +277,12 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # 6: the lease a `--worker` run renews while it lives, so the others know when its batches are orphans.
     "ALTER TABLE runs ADD COLUMN lease_until TEXT",
+    # 7: which list a `--worker` run adds (a digest of the file) and, once added, how many it listed, so that
+    # workers given the same file wait for one of them to add it instead of each adding it again.
+    """
+    ALTER TABLE runs ADD COLUMN list_digest TEXT;
+    ALTER TABLE runs ADD COLUMN listed INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

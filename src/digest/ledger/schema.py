@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import lock
 from ..errors import LedgerError, UsageError
-from .db import Conn, StagedRow
+from .db import Conn, StagedRow, is_url_as_path
 from .migrations import MIGRATIONS, SCHEMA_VERSION, statements
 
 BUSY_TIMEOUT_MS = 30_000  # two newsletters may share one ledger file; writers queue instead of failing
@@ -40,6 +40,8 @@ class SqliteDatabase:
     def open(cls, path: Path) -> SqliteDatabase:
         """Open (creating if needed) and migrate the ledger at `path`; refuse one from a newer digest."""
         path = Path(path)
+        if is_url_as_path(path):
+            raise LedgerError(f"{path}: a PostgreSQL URL, not a SQLite file; open it with Ledger.open_store")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every commit point is visible

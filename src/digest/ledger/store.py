@@ -11,20 +11,13 @@ from ..deliver.base import BatchResult
 from ..errors import NoLedger
 from ..models import Recipient
 from .batches import BatchesMixin, PendingRow, UnknownAction
-from .db import Database
+from .db import Database, is_url
 from .editions import AddResult, EditionsMixin
 from .leases import Lease
 from .pages import PagesMixin
 from .schema import SqliteDatabase
 from .transfer import TransferMixin
 from .views import BatchInfo, EditionSummary, ViewsMixin
-
-URL_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_url(location: object) -> bool:
-    """Whether a ledger location is a PostgreSQL URL rather than a SQLite file's path."""
-    return str(location).startswith(URL_SCHEMES)
 
 
 class BatchStore(Protocol):
@@ -46,7 +39,9 @@ class BatchStore(Protocol):
     def check_content(self, edition: str, content_hash: str, allow_changed: bool = False) -> None: ...
     def edition(self, edition: str) -> EditionSummary | None: ...
     def start_run(self, edition: str, backend: str) -> int: ...
-    def add_recipients(self, edition: str, recipients: Iterable[Recipient], run_id: int | None = None) -> AddResult: ...
+    def add_recipients(
+        self, edition: str, recipients: Iterable[Recipient], run_id: int | None = None, list_digest: str | None = None
+    ) -> AddResult: ...
     def counts(self, edition: str, run_id: int | None = None) -> dict[str, int]: ...
     def states_of(self, edition: str, emails: Sequence[str]) -> dict[str, str]: ...
     def unknown_batches(self, edition: str, include_in_flight: bool = False) -> list[BatchInfo]: ...
