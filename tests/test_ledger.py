@@ -143,6 +143,22 @@ def test_state_transitions_of_a_batch(ledger: Ledger) -> None:
     assert (ledger.batches(ED)[0].state, ledger.batches(ED)[0].provider_id) == ("done", "q-1")
 
 
+def test_an_all_sent_answer_is_recorded_by_batch(ledger: Ledger) -> None:
+    """record(all_sent=True) marks the batch's rows still in flight sent and the batch done, and no other row."""
+    ledger.add_recipients(ED, people(5))
+    rows = ledger.claim_batch(ED, 3, "b1", "sendgrid", HASH)
+    other = ledger.claim_batch(ED, 1, "b2", "sendgrid", HASH)
+    result = BatchResult(sent=[r.email for r in rows], provider_id="X-1")
+    assert ledger.record(ED, "b1", result, all_sent=True) == {"sent": 3}
+    assert ledger.counts(ED) == {"pending": 1, "in_flight": 1, "sent": 3, "failed": 0, "unknown": 0}
+    assert [(b.id, b.state, b.provider_id) for b in ledger.batches(ED)] == [
+        ("b1", "done", "X-1"),
+        ("b2", "in_flight", ""),
+    ]
+    assert ledger.record(ED, "b2", BatchResult(sent=[other[0].email]), all_sent=True) == {"sent": 1}
+    assert ledger.record(ED, "b1", result, all_sent=True) == {}  # nothing of b1 is in flight any more
+
+
 def test_recipients_missing_from_a_result_become_unknown(ledger: Ledger) -> None:
     """A backend answer that leaves someone out marks them unknown, never sent."""
     ledger.add_recipients(ED, people(3))

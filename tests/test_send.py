@@ -466,6 +466,22 @@ def test_requests_in_flight_are_bounded_by_the_backend_concurrency(ledger_path: 
         assert sorted(b.size for b in ledger.batches(ED)) == [1] + [2] * 7
 
 
+def test_batches_go_out_on_concurrency_threads_that_end_with_the_run(ledger_path: Path | str) -> None:
+    """Ten batches at concurrency 2 go out on (at most) two sender threads, and none is left when the run ends."""
+    import threading
+
+    names: set[str] = set()
+
+    class Named(ScriptedBackend):
+        def send_batch(self, build: Build, batch: list[Personal], batch_id: str, test: bool = False) -> BatchResult:
+            names.add(threading.current_thread().name)
+            return super().send_batch(build, batch, batch_id, test)
+
+    before = threading.active_count()
+    report = run(ledger_path, Named(batch_size=2, concurrency=2), people(20))
+    assert report.sent == 20 and names <= {"digest-send-1", "digest-send-2"} and threading.active_count() == before
+
+
 def test_a_refusal_with_requests_in_flight_waits_for_their_answers(ledger_path: Path) -> None:
     """A DeliveryError on one batch stops new batches; the batches still out are recorded before it is raised."""
     import threading

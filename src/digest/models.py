@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import Problem
 
@@ -108,9 +109,11 @@ class LoadResult:
     warnings: tuple[Problem, ...]
 
 
-@dataclass(frozen=True)
-class Recipient:
-    """One row of the recipients file. `line` is its line number there (0 for --to)."""
+class Recipient(NamedTuple):
+    """One row of the recipients file. `line` is its line number there (0 for --to).
+
+    A named tuple, immutable as the frozen models here: a send of a million makes two million (reading the
+    list, then personalising), and a tuple is made in half the time of a frozen dataclass."""
 
     email: str
     name: str = ""

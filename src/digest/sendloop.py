@@ -93,6 +93,7 @@ class _Window:
         self.width = max(1, self.backend.concurrency)
         self.flights: dict[str, _Flight] = {}
         self.answers: queue.SimpleQueue[_Flight] = queue.SimpleQueue()
+        self.senders = _Senders(self.width)
         self.ahead: collections.deque[_Ahead] = collections.deque()  # reserved and prepared, in batch order
         self.answered: _Answered | None = None  # all sent; settled by the next promote, rows recorded after
         self.seq = 0
@@ -167,7 +168,9 @@ class _Window:
                 raise
             send = _prepared(backend, build, batch, batch_id)
         self.seq += 1
-        self.flights[batch_id] = _Flight(send, batch_id, rows, self.answers.put)
+        flight = _Flight(send, batch_id, rows, self.answers.put)
+        self.flights[batch_id] = flight
+        self.senders.start(flight)
         self._record_answered()  # the answered batch's rows, now that the next request is out
         return True
 
@@ -192,8 +195,8 @@ class _Window:
             # A bug or Ctrl-C inside the backend: whether the request left is anyone's guess.
             self.ledger.mark_batch_unknown(batch_id, f"interrupted: {exc!r}")
             raise
-        current = _Answered(batch_id, rows, result)
-        if self.ahead and self.answered is None and _all_sent(result, rows):
+        current = _Answered(batch_id, rows, result, _all_sent(result, rows))
+        if self.ahead and self.answered is None and current.all_sent:
             self.answered = current  # the common answer: settled by the next promote, rows after its request
             self.unknown_in_a_row = 0
             return
@@ -213,16 +216,20 @@ class _Window:
         """After the loop, however it ended, nothing stays in flight in this run's hands.
 
         If the ledger itself is failing, the next run's recover_in_flight settles what is left here."""
-        with contextlib.suppress(LedgerError):
-            self._record_answered()
-        for flight in list(self.flights.values()):
-            # Still out when the run stopped (Ctrl-C, a bug, the ledger failing): it may have gone.
-            del self.flights[flight.batch_id]
+        out = bool(self.flights)
+        try:
             with contextlib.suppress(LedgerError):
-                self.ledger.mark_batch_unknown(flight.batch_id, "the run stopped while the request was out")
-                self.report.unknown += len(flight.rows)
-        with contextlib.suppress(LedgerError):
-            self._drop_ahead()
+                self._record_answered()
+            for flight in list(self.flights.values()):
+                # Still out when the run stopped (Ctrl-C, a bug, the ledger failing): it may have gone.
+                del self.flights[flight.batch_id]
+                with contextlib.suppress(LedgerError):
+                    self.ledger.mark_batch_unknown(flight.batch_id, "the run stopped while the request was out")
+                    self.report.unknown += len(flight.rows)
+            with contextlib.suppress(LedgerError):
+                self._drop_ahead()
+        finally:
+            self.senders.stop(wait=not out)  # a request still out is not waited for
 
 
 @dataclass(frozen=True)
@@ -232,16 +239,16 @@ class _Answered:
     batch_id: str
     rows: list[PendingRow]
     result: BatchResult
+    all_sent: bool  # _all_sent: the ledger marks the batch's rows sent without looking each one up
 
 
 def _all_sent(result: BatchResult, rows: list[PendingRow]) -> bool:
     """The backend accepted exactly the batch's rows: nothing failed, nothing unknown, nobody missing."""
-    return (
-        not result.failed
-        and not result.unknown
-        and len(result.sent) == len(rows)
-        and set(result.sent) == {row.email for row in rows}
-    )
+    if result.failed or result.unknown or len(result.sent) != len(rows):
+        return False
+    emails = [row.email for row in rows]
+    # Backends answer in the batch's order, so comparing the lists settles it without building two sets.
+    return result.sent == emails or set(result.sent) == set(emails)
 
 
 def _record(
@@ -250,7 +257,7 @@ def _record(
     """Record an answer in the ledger (Ledger.record; for a batch promote already marked done, the same)
     and in the report; returns the counts by new state."""
     result = answered.result
-    counts = ledger.record(edition, answered.batch_id, result)
+    counts = ledger.record(edition, answered.batch_id, result, answered.all_sent)
     report.sent += counts.get("sent", 0)
     report.failed += counts.get("failed", 0)
     report.unknown += counts.get("unknown", 0)
@@ -331,11 +338,8 @@ def _prepare_next(
 
 
 class _Flight:
-    """One batch being handed to the backend on a daemon thread; `landed(flight)` is called with it once
-    the answer or error is in, and `result()` returns or raises it.
-
-    A daemon thread, so an interrupted run (Ctrl-C lands in the main thread, which marks the batch unknown)
-    does not wait at exit for a request that may still be out."""
+    """One batch handed to the backend on a sender thread; `landed(flight)` is called with it once the answer
+    or error is in, and `result()` returns or raises it."""
 
     def __init__(
         self, send: Callable[[], BatchResult], batch_id: str, rows: list[PendingRow], landed: Callable[[_Flight], None]
@@ -346,9 +350,8 @@ class _Flight:
         self._landed = landed
         self._result: BatchResult | None = None
         self._error: BaseException | None = None
-        threading.Thread(target=self._run, name=f"digest-send-{batch_id}", daemon=True).start()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         try:
             self._result = self._send()
         except BaseException as exc:  # handed to the main thread, which decides (unknown, release, ...)
@@ -362,3 +365,37 @@ class _Flight:
             raise self._error
         assert self._result is not None
         return self._result
+
+
+class _Senders:
+    """`width` long-lived threads that run the flights handed to them, one at a time each; the window never
+    has more than `width` out, so a flight starts at once.
+
+    Daemon threads, so an interrupted run (Ctrl-C lands in the main thread, which marks the batch unknown)
+    does not wait at exit for a request that may still be out."""
+
+    def __init__(self, width: int):
+        self._width = width
+        self._queue: queue.SimpleQueue[_Flight | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, flight: _Flight) -> None:
+        if len(self._threads) < self._width:  # started as needed: a run with one batch starts one thread
+            thread = threading.Thread(target=self._serve, name=f"digest-send-{len(self._threads) + 1}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._queue.put(flight)
+
+    def _serve(self) -> None:
+        while (flight := self._queue.get()) is not None:
+            flight.run()
+
+    def stop(self, wait: bool) -> None:
+        """End the threads once they are idle; `wait`: until they have ended (nothing is out), so the process
+        is back to one thread (parallel.py forks only then)."""
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+        self._threads = []

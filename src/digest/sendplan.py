@@ -4,13 +4,10 @@ dry run), the problems tallied, and what the run will do counted so the CLI can 
 from __future__ import annotations
 
 import datetime as dt
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol
 
 from .addresses import normalize_email
 from .collector import collect_less_often
@@ -21,9 +18,6 @@ from .models import Build, Recipient
 from .sendreport import REPORT_CAP, ProblemRow, people, skipped_text
 
 UnknownPolicy = Literal["stop", "resend", "mark-sent"]
-T = TypeVar("T")
-
-READ_AHEAD = 5000  # recipients per hand-over from the list-reading thread (the ledger stores 5,000 per commit)
 
 
 class RowProblemLike(Protocol):
@@ -182,8 +176,8 @@ def prepare_send(
         plan.listed = sum(counts.values())
     else:
         plan.run_id = plan.scope = ledger.start_run(build.edition, backend.name)
-        # The list is read (CSV, validation) on a worker thread while SQLite stores the previous chunk.
-        listed = _read_ahead(_valid(recipients, plan.problems))
+        # Read in this thread: a reading thread would take turns with this one for the GIL, not overlap with it.
+        listed = _valid(recipients, plan.problems)
         try:
             with collect_less_often():
                 added = ledger.add_recipients(build.edition, listed, run_id=plan.run_id, list_digest=list_digest)
@@ -207,49 +201,6 @@ def _valid(rows: Iterable[Recipient | RowProblemLike], tally: Tally) -> Iterator
             yield row
         else:
             tally.add(row)
-
-
-def _read_ahead(items: Iterable[T], chunk: int = READ_AHEAD) -> Iterator[T]:
-    """`items`, iterated `chunk` at a time on a worker thread while the caller works on the previous chunk.
-
-    For the list going into the ledger: reading and validating the CSV is Python (it needs the GIL), storing
-    a chunk is SQLite (it runs with the GIL released), so the two overlap. Order, errors (raised here, after
-    the items read before them) and what the worker thread changes on the way (the problem tally) are as if
-    iterated here; memory is two chunks.
-    """
-    handoff: queue.Queue[list[T] | BaseException] = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item: list[T] | BaseException) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            it = iter(items)
-            while True:
-                part = list(islice(it, chunk))
-                if not put(part) or not part:
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
-
-    threading.Thread(target=read, name="digest-read-list", daemon=True).start()
-    try:
-        while True:
-            part = handoff.get()
-            if isinstance(part, BaseException):
-                raise part
-            if not part:
-                return
-            yield from part
-    finally:
-        stop.set()  # the consumer stopped early (an error): the reader gives up instead of waiting to hand over
 
 
 def _count_dry(plan: SendPlan, recipients: Iterable[Recipient | RowProblemLike] | None) -> None:

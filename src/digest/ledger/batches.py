@@ -314,10 +314,13 @@ class BatchesMixin:
                 (batch, ed),
             )
 
-    def record(self, edition: str, batch_id: str, result: BatchResult) -> dict[str, int]:
+    def record(self, edition: str, batch_id: str, result: BatchResult, all_sent: bool = False) -> dict[str, int]:
         """Record the backend's answer for a batch in one commit; returns counts by new state.
 
         Anybody of the batch the result does not mention is marked unknown rather than guessed.
+        `all_sent`: the caller checked that the answer accepts exactly the rows claim_batch (or reserve_batch)
+        gave it for this batch, and nothing else; its rows still in flight are then marked sent by batch,
+        without being looked up one by one.
         """
         at = now()
         counts: dict[str, int] = {}
@@ -326,6 +329,15 @@ class BatchesMixin:
             if found is None:
                 return {}
             batch, ed = found
+            if all_sent:
+                counts["sent"] = conn.execute(
+                    f"UPDATE recipients SET state = {SENT} WHERE batch = ? AND state = {IN_FLIGHT}", (batch,)
+                ).rowcount
+                conn.execute(
+                    "UPDATE batches SET state = 'done', provider_id = ?, updated_at = ? WHERE id = ?",
+                    (result.provider_id or None, at, batch),
+                )
+                return {state: n for state, n in counts.items() if n > 0}
             # norm -> address of the rows still in flight: the answer can only settle those.
             in_flight = {
                 f"{local}@{domain}": address

@@ -170,9 +170,6 @@ class EditionsMixin:
         Memory stays bounded (CHUNK rows at a time, one commit per chunk). With `run_id`, every listed
         row is stamped with it, so a run sends only to people on *its* list: someone pending from an
         earlier, interrupted run who has since left the list or unsubscribed is not sent to.
-
-        A chunk is staged in one statement where the database allows it (SQLite: over a JSON array, with the
-        GIL released), so a thread reading the list ahead (send.prepare_send) runs meanwhile.
         """
         row = self._db.read("SELECT id FROM editions WHERE name = ?", (edition,)).fetchone()
         if row is None:

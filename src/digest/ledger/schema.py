@@ -7,8 +7,6 @@ adapter sits beside it); the ledger's queries elsewhere go through that Protocol
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -158,19 +156,8 @@ class SqliteDatabase:
         return f"INDEXED BY {index}"
 
     def stage(self, conn: Conn, rows: Sequence[StagedRow]) -> None:
-        """Replace the rows of the TEMP table `stage`: one statement over a JSON array where SQLite has the
-        JSON functions (it then runs with the GIL released), else row by row."""
+        """Replace the rows of the TEMP table `stage`."""
         conn.execute("DELETE FROM stage")
-        if self.json_functions:
-            data = json.dumps(rows, ensure_ascii=False)
-            if "\\u0000" not in data:  # (NUL in a value: row by row, SQLite's JSON text stops at NUL)
-                conn.execute(
-                    "INSERT INTO stage (local, domain, email, name) SELECT json_extract(value, '$[0]'), "
-                    "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') "
-                    "FROM json_each(?)",
-                    (data,),
-                )
-                return
         conn.executemany("INSERT INTO stage (local, domain, email, name) VALUES (?, ?, ?, ?)", rows)
 
     def release_free_pages(self) -> None:
@@ -224,15 +211,6 @@ class SqliteDatabase:
             finally:
                 if durable:
                     self.conn.execute("PRAGMA synchronous = NORMAL")
-
-    @functools.cached_property
-    def json_functions(self) -> bool:
-        """Whether this SQLite has json_each / json_extract (built in since 3.38, an option before)."""
-        try:
-            self.read("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')").fetchall()
-        except sqlite3.OperationalError:
-            return False
-        return True
 
 
 def _configure(path: Path, conn: sqlite3.Connection) -> int:
