@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ def _worker(ledger: Ledger, n: int = 0) -> int:
     if n:
         ledger.add_recipients(ED, people(n), run_id=run)
     return run
+
+
+@contextmanager
+def _two_workers(url: str, lease_a: float = 30, lease_b: float = 30) -> Iterator[tuple[Ledger, Ledger]]:
+    """Two worker sessions on one ledger, each holding the shared lock with its own lease."""
+    with (
+        Ledger.open_store(url) as a,
+        Ledger.open_store(url) as b,
+        a.newsletter_lock(NEWS, worker_lease=lease_a),
+        b.newsletter_lock(NEWS, worker_lease=lease_b),
+    ):
+        yield a, b
 
 
 def _run_row(ledger: Ledger, run: int) -> tuple[str | None, str | None]:
@@ -117,12 +130,7 @@ def test_claims_of_concurrent_workers_never_overlap(url: str) -> None:
 def test_an_expired_lease_makes_its_batches_unknown_and_its_reserved_rows_pending(url: str) -> None:
     """A worker that stops renewing (killed): once its lease ran out, another worker's recovery makes its
     handed-over batch unknown, its reserved rows pending again, and the run 'died'; nothing is sent twice."""
-    with (
-        Ledger.open_store(url) as dead,
-        Ledger.open_store(url) as live,
-        dead.newsletter_lock(NEWS, worker_lease=1.0),
-        live.newsletter_lock(NEWS, worker_lease=30),
-    ):
+    with _two_workers(url, 1.0, 30) as (dead, live):
         run = _worker(dead, 300)
         dead.claim_batch(ED, 100, "d-1", "sendgrid", HASH, run_id=run)  # handed over, no answer ever
         dead.reserve_batch(ED, 100, "d-2", run_id=run)  # made ahead, never handed over
@@ -139,12 +147,7 @@ def test_an_expired_lease_makes_its_batches_unknown_and_its_reserved_rows_pendin
 def test_recovery_leaves_a_live_workers_batches_alone(url: str) -> None:
     """A worker whose lease is renewed keeps its in-flight and reserved batches through another worker's
     recovery, and records its answer afterwards as usual."""
-    with (
-        Ledger.open_store(url) as a,
-        Ledger.open_store(url) as b,
-        a.newsletter_lock(NEWS, worker_lease=1.0),
-        b.newsletter_lock(NEWS, worker_lease=1.0),
-    ):
+    with _two_workers(url, 1.0, 1.0) as (a, b):
         run_a = _worker(a, 300)
         rows = a.claim_batch(ED, 100, "a-1", "sendgrid", HASH, run_id=run_a)
         a.reserve_batch(ED, 100, "a-2", run_id=run_a)
@@ -161,12 +164,7 @@ def test_recovery_leaves_a_live_workers_batches_alone(url: str) -> None:
 def test_a_worker_out_of_work_takes_over_what_a_dead_worker_held(url: str) -> None:
     """When its claim finds nothing, a worker recovers runs whose lease ran out and sends their reserved rows
     and the rest of their list; their handed-over batch stays unknown."""
-    with (
-        Ledger.open_store(url) as dead,
-        Ledger.open_store(url) as live,
-        dead.newsletter_lock(NEWS, worker_lease=1.0),
-        live.newsletter_lock(NEWS, worker_lease=30),
-    ):
+    with _two_workers(url, 1.0, 30) as (dead, live):
         run_live = _worker(live)
         run_dead = _worker(dead, 250)  # its list stamped last: every row is on the dead run's list
         dead.claim_batch(ED, 100, "d-1", "sendgrid", HASH, run_id=run_dead)
@@ -196,12 +194,7 @@ def _slow(recipients: list[Recipient], read: list[int]) -> Iterator[Recipient]:
 def test_workers_given_the_same_list_add_it_once(url: str) -> None:
     """A second worker given the same list waits while the first adds it, reads none of it, and then sends
     from it: its result names the run that added it and how many that run listed."""
-    with (
-        Ledger.open_store(url) as a,
-        Ledger.open_store(url) as b,
-        a.newsletter_lock(NEWS, worker_lease=30),
-        b.newsletter_lock(NEWS, worker_lease=30),
-    ):
+    with _two_workers(url) as (a, b):
         run_a, run_b = _worker(a), _worker(b)
         read_a: list[int] = []
         read_b: list[int] = []
@@ -225,12 +218,7 @@ def test_workers_given_the_same_list_add_it_once(url: str) -> None:
 def test_a_worker_that_dies_adding_the_list_leaves_it_to_the_next(url: str) -> None:
     """The run adding a list is killed half way: once its lease runs out, the waiting worker recovers it and
     adds the whole list itself; nobody is left out."""
-    with (
-        Ledger.open_store(url) as dead,
-        Ledger.open_store(url) as live,
-        dead.newsletter_lock(NEWS, worker_lease=1.0),
-        live.newsletter_lock(NEWS, worker_lease=30),
-    ):
+    with _two_workers(url, 1.0, 30) as (dead, live):
         run_dead, run_live = _worker(dead), _worker(live)
 
         def killed_after(n: int) -> Iterator[Recipient]:
@@ -251,12 +239,7 @@ def test_a_worker_that_dies_adding_the_list_leaves_it_to_the_next(url: str) -> N
 
 def test_workers_given_different_lists_add_each_their_own(url: str) -> None:
     """Another file is another list: a worker given it adds it at once, beside the first worker's."""
-    with (
-        Ledger.open_store(url) as a,
-        Ledger.open_store(url) as b,
-        a.newsletter_lock(NEWS, worker_lease=30),
-        b.newsletter_lock(NEWS, worker_lease=30),
-    ):
+    with _two_workers(url) as (a, b):
         run_a, run_b = _worker(a), _worker(b)
         assert a.add_recipients(ED, people(100), run_a, list_digest=KEY).listed_by is None
         other = [Recipient(f"other{i}@example.org", "") for i in range(50)]
