@@ -218,9 +218,8 @@ class EditionsMixin:
                     return None
             if row[1] is not None:
                 return int(row[0]), int(row[1])
-            if not row[2]:
+            if not row[2]:  # another worker may be recovering it this moment: look again after the pause
                 self.recover_expired(edition, heir=run_id)
-                continue
             time.sleep(LIST_WAIT_POLL)
 
     if TYPE_CHECKING:  # batches.BatchesMixin's, beside this mixin in Ledger
