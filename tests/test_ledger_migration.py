@@ -171,3 +171,30 @@ def test_two_processes_creating_one_ledger_at_once_both_open_it(tmp_path: Path) 
         assert [p.returncode for p in procs] == [0, 0], errors
         with Ledger.open(path) as ledger:
             assert ledger.schema_version == SCHEMA_VERSION
+
+
+def test_an_open_waits_out_locked_answers_sqlite_gives_without_waiting() -> None:
+    """SQLite answers "database is locked" at once, not after its busy timeout, while another process's last
+    connection closes the file: opening and BEGIN try again then; any other error is raised at once."""
+    from digest.ledger.schema import _when_free
+
+    def busy() -> sqlite3.OperationalError:
+        exc = sqlite3.OperationalError("database is locked")
+        exc.sqlite_errorcode = sqlite3.SQLITE_BUSY
+        return exc
+
+    answers: list[object] = [busy(), busy(), "opened"]
+
+    def call() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    assert _when_free(call) == "opened" and answers == []
+    broken = sqlite3.OperationalError("disk I/O error")
+    broken.sqlite_errorcode = sqlite3.SQLITE_IOERR
+    answers[:] = [broken, "never reached"]
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _when_free(call)
+    assert answers == ["never reached"]

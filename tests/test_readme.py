@@ -1,7 +1,7 @@
 """README.md's command blocks run as written: every fenced block tagged `sh` is a bash script run here.
 
 The convention: a block tagged `sh` must run as written, in order, in one copy of the repository's
-newsletter (digest.toml, content/, templates/, plus a members.csv of three people), with the venv's
+newsletter (digest.toml, content/, templates/, examples/, plus a members.csv of three people), with the venv's
 bin first on PATH and no DIGEST_* or SENDGRID_* variable except those the block sets itself. A block
 that cannot run here (a crontab line, a unit file, a workflow, output, commands that need a real
 account or run this very test suite) is tagged `cron`, `ini`, `yaml`, `text` or `console` instead.
@@ -86,6 +86,7 @@ def newsletter(folder: Path) -> Path:
     """A copy of the repository's newsletter files in `folder`, with a members.csv."""
     shutil.copytree(REPO / "content", folder / "content")
     shutil.copytree(REPO / "templates", folder / "templates")
+    shutil.copytree(REPO / "examples", folder / "examples")  # the sample feeds `digest import` reads
     shutil.copy(REPO / "digest.toml", folder / "digest.toml")
     (folder / "members.csv").write_text(MEMBERS, encoding="utf-8")
     return folder

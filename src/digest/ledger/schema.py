@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import lock
 from ..errors import LedgerError, UsageError
@@ -20,6 +21,7 @@ from .db import Conn, StagedRow, is_url_as_path
 from .migrations import MIGRATIONS, SCHEMA_VERSION, statements
 
 BUSY_TIMEOUT_MS = 30_000  # two newsletters may share one ledger file; writers queue instead of failing
+T = TypeVar("T")
 
 
 class SqliteDatabase:
@@ -50,7 +52,7 @@ class SqliteDatabase:
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"{path}: cannot open the ledger ({exc}); check 'ledger_path' in digest.toml") from None
         try:
-            version = _configure(path, conn)
+            version = _when_free(lambda: _configure(path, conn))
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise LedgerError(
@@ -196,7 +198,7 @@ class SqliteDatabase:
             if durable:
                 self.conn.execute("PRAGMA synchronous = FULL")
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                _when_free(lambda: self.conn.execute("BEGIN IMMEDIATE"))
                 try:
                     yield self.conn
                 except BaseException:
@@ -211,6 +213,19 @@ class SqliteDatabase:
             finally:
                 if durable:
                     self.conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def _when_free(call: Callable[[], T]) -> T:
+    """`call()`, tried again for up to the busy timeout while SQLite answers "locked" without waiting: it does
+    so (no busy handler) while another process's last connection closes the file or recovers its log."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _configure(path: Path, conn: sqlite3.Connection) -> int:
