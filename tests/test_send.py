@@ -499,3 +499,32 @@ def test_a_refusal_with_requests_in_flight_waits_for_their_answers(ledger_path: 
     with pytest.raises(DeliveryError, match="401 bad key.*this run sent 4 before it stopped"):
         run(ledger_path, Refusing(batch_size=2, concurrency=3), people(10))
     assert counts(ledger_path) == {"pending": 6, "in_flight": 0, "sent": 4, "failed": 0, "unknown": 0}
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_a_batch_that_cannot_be_personalised_goes_back_to_pending_and_the_run_raises(
+    ledger_path: Path | str, width: int
+) -> None:
+    """A batch is personalised on its sender thread when none was made ahead: an error there releases it
+    (nothing was handed over), the run raises the error itself, and the next run sends each person once."""
+
+    def broken(r: Recipient) -> Personal:
+        if r.email == "user4@example.org":
+            raise ValueError("the template needs a field user4 lacks")
+        return personalize(r)
+
+    backend = ScriptedBackend(batch_size=2, concurrency=width)
+    with Ledger.open_store(ledger_path) as ledger, ledger.newsletter_lock("mayors-innovation"):
+        with pytest.raises(ValueError, match="user4 lacks"):
+            send_edition(make_build(BUILD), backend, people(10), ledger=ledger, personalize=broken)
+        states = ledger.states_of(ED, ["user4@example.org", "user5@example.org"])
+        released = ledger.batches(ED, "released")
+    assert "user4@example.org" not in backend.delivered and set(states.values()) == {"pending"}
+    assert [b.error for b in released] == ["personalisation failed; nothing was handed to the backend"]
+    # Batches still out when the error was raised are unknown (held); everyone else goes, nobody twice.
+    again = ScriptedBackend(batch_size=2, concurrency=width)
+    run(ledger_path, again, people(10))
+    delivered = backend.delivered + again.delivered
+    assert sorted(delivered) == sorted(set(delivered)) == [f"user{i}@example.org" for i in range(10)]
+    after = counts(ledger_path)
+    assert after["sent"] + after["unknown"] == 10 and "user4@example.org" in again.delivered

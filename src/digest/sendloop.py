@@ -12,8 +12,9 @@ import collections
 import contextlib
 import functools
 import queue
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .collector import collect_less_often
@@ -28,6 +29,7 @@ Personalize = Callable[[Recipient], Personal]
 Progress = Callable[[int], None]
 
 MAX_UNKNOWN_IN_A_ROW = 3  # after this many batches in a row without an answer, the provider is down: stop
+GIL_TURN = 0.0005  # seconds: the switch interval while sender threads build requests (see _short_gil_turns)
 
 
 def send_ledgered(
@@ -42,7 +44,9 @@ def send_ledgered(
     between an answer and the next request only Ledger.promote is left: one small fsynced commit that writes
     the next batch row and, after an all-sent answer, marks the answered batch done; its rows are marked
     sent once the next request is out. Reserved rows have no batch row (recover_in_flight: pending again),
-    rows of a done batch were accepted (recover_in_flight: sent). A DeliveryError stops new batches; the
+    rows of a done batch were accepted (recover_in_flight: sent). A batch claimed when none was made ahead
+    (answers come faster than this thread makes requests) is personalised and its request built on its
+    sender thread, while this one claims and records the others. A DeliveryError stops new batches; the
     ones still out are answered and recorded before it is raised.
     """
     ledger = plan.ledger
@@ -59,7 +63,7 @@ def send_ledgered(
     outcome = "error"
     try:
         plan.backend.open()  # inside the try: a run the backend refuses to start (TLS, bad key) still records its end
-        with collect_less_often():
+        with collect_less_often(), _short_gil_turns():
             window.run()
         outcome = "partial" if (report.failed or report.unknown or report.stopped) else "done"
     finally:
@@ -161,12 +165,7 @@ class _Window:
             rows = ledger.claim_batch(self.edition, self.size, batch_id, backend.name, build.content_hash, self.scope)
             if not rows:
                 return False
-            try:
-                batch = [self.personalize(row.recipient()) for row in rows]
-            except BaseException:
-                ledger.release(batch_id, "personalisation failed; nothing was handed to the backend")
-                raise
-            send = _prepared(backend, build, batch, batch_id)
+            send = _made_on_sender(self.personalize, backend, build, rows, batch_id)
         self.seq += 1
         flight = _Flight(send, batch_id, rows, self.answers.put)
         self.flights[batch_id] = flight
@@ -180,6 +179,9 @@ class _Window:
         batch_id, rows = flight.batch_id, flight.rows
         try:
             result = flight.result()
+        except _NotHandedOver as exc:
+            self.ledger.release(batch_id, "personalisation failed; nothing was handed to the backend")
+            raise exc.error from None
         except BatchOutcomeUnknown as exc:
             self.ledger.mark_batch_unknown(batch_id, str(exc))
             self.report.unknown += len(rows)
@@ -303,6 +305,43 @@ def _prepared(backend: Backend, build: Build, batch: list[Personal], batch_id: s
 
         return fail
     return send
+
+
+class _NotHandedOver(Exception):
+    """Personalising a batch on its sender thread failed (`error`): nothing of it was handed to the backend."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _made_on_sender(
+    personalize: Personalize, backend: Backend, build: Build, rows: list[PendingRow], batch_id: str
+) -> Callable[[], BatchResult]:
+    """The call that personalises `rows`, builds the request and hands it to the backend, all on the sender
+    thread that runs it."""
+
+    def send() -> BatchResult:
+        try:
+            batch = [personalize(row.recipient()) for row in rows]
+        except Exception as exc:
+            raise _NotHandedOver(exc) from exc
+        return _prepared(backend, build, batch, batch_id)()
+
+    return send
+
+
+@contextlib.contextmanager
+def _short_gil_turns() -> Iterator[None]:
+    """While sender threads build requests (Python code, holding the GIL), the main thread's ledger calls give
+    the GIL up at every SQLite step, a row at a time, and wait up to the switch interval (5 ms by default) for
+    it each time they get an answer back; GIL_TURN keeps those waits short."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, GIL_TURN))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _prepare_next(
