@@ -333,9 +333,9 @@ def _made_on_sender(
 
 @contextlib.contextmanager
 def _short_gil_turns() -> Iterator[None]:
-    """While sender threads build requests (Python code, holding the GIL), the main thread's ledger calls give
-    the GIL up at every SQLite step, a row at a time, and wait up to the switch interval (5 ms by default) for
-    it each time they get an answer back; GIL_TURN keeps those waits short."""
+    """While sender threads build requests (Python code, holding the GIL), the main thread gives the GIL up at
+    every SQLite step and may wait up to the switch interval (5 ms by default) to get it back; GIL_TURN keeps
+    those waits short."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(min(before, GIL_TURN))
     try:
