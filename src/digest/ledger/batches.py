@@ -117,24 +117,27 @@ def staged(recipients: Iterable[Recipient]) -> list[StagedRow]:
 STAGED = "stage s JOIN domains d ON d.name = s.domain JOIN addresses a ON a.domain = d.id AND a.local = s.local"
 
 
-def _insert_batch(
+def _open_batch(
     conn: Conn,
     batch_id: str,
-    edition: int,
+    edition: str,
     run_id: int | None,
     state: str,
     backend: str = "",
     content_hash: str = "",
     size: int = 0,
-) -> int:
-    """The batch row. From the commit of one in state in_flight on, the batch counts as handed over."""
+) -> tuple[int, int] | None:
+    """The batch row of the edition named `edition` (found by the same statement: one less per batch for the send
+    loop's thread): its key and the edition's, or None when the ledger has no such edition. From the commit of
+    one in state in_flight on, the batch counts as handed over."""
     at = now()
     row = conn.execute(
         "INSERT INTO batches (name, edition, run, backend, state, content_hash, size, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (batch_id, edition, run_id, backend, state, content_hash, size, at, at),
+        "SELECT ?, id, CAST(? AS INTEGER), ?, ?, ?, CAST(? AS INTEGER), ?, ? FROM editions WHERE name = ? "
+        "RETURNING id, edition",
+        (batch_id, run_id, backend, state, content_hash, size, at, at, edition),
     ).fetchone()
-    return int(row[0])
+    return None if row is None else (int(row[0]), int(row[1]))
 
 
 def _take_pending(
@@ -152,7 +155,7 @@ def _take_pending(
         "WHERE edition = ? AND address IN (SELECT address FROM picked)",
         (*params, size, batch, edition),
     )
-    return _rows_of(conn, batch)
+    return _rows_of(conn, db, batch)
 
 
 # The open --worker runs of an edition (parameter: edition): a worker sends the pending rows any of them
@@ -182,13 +185,18 @@ def _pending(db: Database, edition: int, run_id: int | None, shared: bool = Fals
     )
 
 
-def _rows_of(conn: Conn, batch: int) -> list[PendingRow]:
-    rows = conn.execute(
-        f"SELECT {EMAIL_NORM}, {EMAIL}, a.name, r.address FROM recipients r {ADDRESS} "
-        f"WHERE r.batch = ? AND r.state = {IN_FLIGHT} ORDER BY r.address",
+def _rows_of(conn: Conn, db: Database, batch: int) -> list[PendingRow]:
+    rows = db.select_all(
+        conn,
+        (EMAIL_NORM, EMAIL, "a.name", "r.address"),
+        f"FROM recipients r {ADDRESS} WHERE r.batch = ? AND r.state = {IN_FLIGHT}",
         (batch,),
-    ).fetchall()
-    return [PendingRow(*row) for row in rows]
+    )
+    return sorted((PendingRow(*row) for row in rows), key=_position)
+
+
+def _position(row: PendingRow) -> int:
+    return row.position
 
 
 class BatchesMixin:
@@ -227,15 +235,15 @@ class BatchesMixin:
         """Write ahead: up to `size` pending rows, in order, are in flight under `batch_id` with its batch row,
         durably (fsynced), when this returns; only then may the request leave. [] when none are left."""
         with self._db.tx(durable=True) as conn:
-            ed = edition_key(conn, edition)
-            if ed is None:
+            opened = _open_batch(conn, batch_id, edition, run_id, "in_flight", backend, content_hash, size)
+            if opened is None:
                 return []
-            batch = _insert_batch(conn, batch_id, ed, run_id, "in_flight", backend, content_hash)
+            batch, ed = opened
             rows = _take_pending(conn, self._db, ed, size, batch, run_id, self.shared)
-            if rows:
-                conn.execute("UPDATE batches SET size = ? WHERE id = ?", (len(rows), batch))
-            else:
+            if not rows:
                 conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
+            elif len(rows) != size:
+                conn.execute("UPDATE batches SET size = ? WHERE id = ?", (len(rows), batch))
         return rows
 
     def reserve_batch(self, edition: str, size: int, batch_id: str, run_id: int | None = None) -> list[PendingRow]:
@@ -244,10 +252,10 @@ class BatchesMixin:
 
         Not fsynced: a reservation lost in a crash leaves the rows pending, which they truly are."""
         with self._db.tx() as conn:
-            ed = edition_key(conn, edition)
-            if ed is None:
+            opened = _open_batch(conn, batch_id, edition, run_id, "reserved")
+            if opened is None:
                 return []
-            batch = _insert_batch(conn, batch_id, ed, run_id, "reserved")
+            batch, ed = opened
             rows = _take_pending(conn, self._db, ed, size, batch, run_id, self.shared)
             if not rows:
                 conn.execute("DELETE FROM batches WHERE id = ?", (batch,))
@@ -303,10 +311,10 @@ class BatchesMixin:
         """claim_batch in two steps, for tools: these pending recipients (from next_batch) in flight under
         `batch_id`, durably, before the request leaves."""
         with self._db.tx(durable=True) as conn:
-            ed = edition_key(conn, edition)
-            if ed is None:
+            opened = _open_batch(conn, batch_id, edition, run_id, "in_flight", backend, content_hash, len(emails))
+            if opened is None:
                 return
-            batch = _insert_batch(conn, batch_id, ed, run_id, "in_flight", backend, content_hash, len(emails))
+            batch, ed = opened
             self._db.stage(conn, staged(Recipient(e) for e in emails))
             conn.execute(
                 f"UPDATE recipients SET state = {IN_FLIGHT}, batch = ?, attempts = attempts + 1, error = NULL "
@@ -325,19 +333,21 @@ class BatchesMixin:
         at = now()
         counts: dict[str, int] = {}
         with self._db.tx() as conn:
+            if all_sent:
+                counts["sent"] = conn.execute(
+                    f"UPDATE recipients SET state = {SENT} "
+                    f"WHERE batch = (SELECT id FROM batches WHERE name = ?) AND state = {IN_FLIGHT}",
+                    (batch_id,),
+                ).rowcount
+                conn.execute(
+                    "UPDATE batches SET state = 'done', provider_id = ?, updated_at = ? WHERE name = ?",
+                    (result.provider_id or None, at, batch_id),
+                )
+                return {state: n for state, n in counts.items() if n > 0}
             found = conn.execute("SELECT id, edition FROM batches WHERE name = ?", (batch_id,)).fetchone()
             if found is None:
                 return {}
             batch, ed = found
-            if all_sent:
-                counts["sent"] = conn.execute(
-                    f"UPDATE recipients SET state = {SENT} WHERE batch = ? AND state = {IN_FLIGHT}", (batch,)
-                ).rowcount
-                conn.execute(
-                    "UPDATE batches SET state = 'done', provider_id = ?, updated_at = ? WHERE id = ?",
-                    (result.provider_id or None, at, batch),
-                )
-                return {state: n for state, n in counts.items() if n > 0}
             # norm -> address of the rows still in flight: the answer can only settle those.
             in_flight = {
                 f"{local}@{domain}": address

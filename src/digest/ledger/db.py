@@ -59,6 +59,10 @@ class Database(Protocol):
         """Text after a table name that makes the planner use `index` (SQLite: INDEXED BY; elsewhere: "")."""
         ...
 
+    def select_all(self, conn: Conn, columns: Sequence[str], source: str, params: Any = ()) -> list[Sequence[Any]]:
+        """The rows of `SELECT <columns> <source>` (FROM ... WHERE ...), in no set order, fetched at once."""
+        ...
+
     @property
     def version(self) -> int: ...
     def tx(self, durable: bool = False) -> AbstractContextManager[Conn]:

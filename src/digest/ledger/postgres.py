@@ -184,6 +184,9 @@ class PostgresDatabase:
     def hint(self, index: str) -> str:
         return ""  # PostgreSQL's planner has statistics
 
+    def select_all(self, conn: Conn, columns: Sequence[str], source: str, params: Any = ()) -> list[Sequence[Any]]:
+        return list(conn.execute(f"SELECT {', '.join(columns)} {source}", params).fetchall())
+
     def read(self, sql: str, params: Any = ()) -> Any:
         with self._lock, self._errors():
             return self.conn.execute(translate(sql), params)
