@@ -194,14 +194,14 @@ def floor_child(kind: str, bodies_dir: str, url: str) -> None:
     print(json.dumps({"post_s": time.perf_counter() - loaded, "load_s": loaded - started, "requests": len(files)}))
 
 
-def ledger_child(csv: str, root: str) -> None:
-    """The ledger's own work for the list in `csv`, through digest's Ledger; print {"s"}."""
+def ledger_child(root: str) -> None:
+    """The ledger's own work for the list of the work folder `root` (Work), through digest's Ledger; print {"s"}."""
     from digest.build import read_build
     from digest.deliver.base import BatchResult
     from digest.ledger import Ledger
     from digest.models import Recipient
 
-    with open(csv, encoding="utf-8") as fh:
+    with (Path(root) / "members.csv").open(encoding="utf-8") as fh:
         next(fh)
         recipients = [Recipient(*line.rstrip("\n").split(",", 1), line=n) for n, line in enumerate(fh, 2)]
     build = read_build(Path(root) / "build")
@@ -224,8 +224,8 @@ def ledger_child(csv: str, root: str) -> None:
 
 
 def run_ledger_alone(work: Work) -> float:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--ledger-child", str(work.csv), "--bodies", str(work.root)]
-    wall, rss, _, code, output = run_child(cmd, child_env(), work.root / "ledger.out")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--ledger-child", str(work.root)]
+    _, _, _, code, output = run_child(cmd, child_env(), work.root / "ledger.out")
     if code != 0:
         raise SystemExit(f"ledger alone exited {code}:\n{output}")
     return float(json.loads(output.strip().splitlines()[-1])["s"])
@@ -360,7 +360,7 @@ def main() -> None:
         floor_child(args.floor_child, args.bodies, args.url)
         return
     if args.ledger_child:
-        ledger_child(args.ledger_child, args.bodies)
+        ledger_child(args.ledger_child)
         return
     count, delay, rounds = DEFAULTS[args.which]
     count = args.recipients or count
